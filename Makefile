@@ -1,0 +1,54 @@
+# The two commands: `make run` serves the product, `make test` runs the whole test suite.
+# Both create the virtual environment and install the pinned requirements first.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# WebSocket frames over 64 KiB are refused by the server itself.
+# Client addresses come from the socket; trusted proxies are handled by the application.
+UVICORN_FLAGS ?= --no-access-log --ws-max-size 65536 --no-proxy-headers
+
+.PHONY: run serve test lint format schema migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.requirements: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.requirements-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.requirements
+
+migrate: $(VENV)/.requirements
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+run: migrate
+	$(BIN)/python manage.py seed_demo
+	$(MAKE) serve
+
+serve:
+	$(BIN)/uvicorn scoreboard.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
+
+test: $(VENV)/.requirements-dev
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.requirements-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+format: $(VENV)/.requirements-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schema: $(VENV)/.requirements-dev
+	$(BIN)/python manage.py spectacular --file docs/openapi.yaml --validate --fail-on-warn
+
+clean:
+	rm -rf $(VENV) staticfiles

@@ -1,0 +1,43 @@
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+
+from accounts.models import AVATAR_MAX_LENGTH, User
+
+
+class UserCreationForm(AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("username", "email")
+
+
+class UserEditForm(UserChangeForm):
+    avatar = forms.URLField(max_length=AVATAR_MAX_LENGTH, required=False, assume_scheme="https")
+
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    """Users by role; staff and superuser status follow the role."""
+
+    form = UserEditForm
+    add_form = UserCreationForm
+    list_display = ("username", "email", "country", "role", "is_active", "created_at")
+    list_filter = ("role", "is_active", "hide_from_leaderboards", "country")
+    search_fields = ("username", "email", "id")
+    ordering = ("-created_at",)
+    readonly_fields = ("id", "created_at", "last_active_at", "signing_key_version")
+    filter_horizontal = ("groups", "user_permissions")
+    fieldsets = (
+        (None, {"fields": ("id", "username", "email", "password")}),
+        ("Profile", {"fields": ("country", "avatar", "hide_from_leaderboards")}),
+        ("Access", {"fields": ("role", "is_active", "groups", "user_permissions")}),
+        ("Activity", {"fields": ("created_at", "last_active_at", "signing_key_version")}),
+    )
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
+    )

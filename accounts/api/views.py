@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.api.serializers import (
+    ProfileUpdateInputSerializer,
+    RegisterInputSerializer,
+    SigningKeyOutputSerializer,
+    TokenInputSerializer,
+    TokenPairOutputSerializer,
+    TokenRefreshInputSerializer,
+    UserOutputSerializer,
+)
+from accounts.models import User
+from scoreboard.api import success
+from scoreboard.openapi import success_envelope
+
+
+def _token_pair_data(pair: services.TokenPair) -> dict[str, Any]:
+    return {
+        "accessToken": pair.access,
+        "refreshToken": pair.refresh,
+        "tokenType": "Bearer",
+        "expiresIn": pair.expires_in,
+        "signingKey": pair.signing_key,
+        "user": UserOutputSerializer(pair.user).data,
+    }
+
+
+class PublicAuthView(APIView):
+    """Credential endpoints: no JWT needed, throttled per client address."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+
+class RegisterView(PublicAuthView):
+    @extend_schema(
+        operation_id="auth_register",
+        request=RegisterInputSerializer,
+        responses={201: success_envelope(UserOutputSerializer(), name="RegisterResponse")},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_register(**serializer.validated_data)
+        return success(
+            UserOutputSerializer(user).data,
+            message="Account created",
+            status_code=status.HTTP_201_CREATED,
+        )
+
+
+class TokenObtainView(PublicAuthView):
+    @extend_schema(
+        operation_id="auth_token",
+        request=TokenInputSerializer,
+        responses={200: success_envelope(TokenPairOutputSerializer(), name="TokenPairResponse")},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pair = services.token_pair_for_credentials(
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+            request=request._request,
+        )
+        return success(_token_pair_data(pair))
+
+
+class TokenRefreshView(PublicAuthView):
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        request=TokenRefreshInputSerializer,
+        responses={200: success_envelope(TokenPairOutputSerializer(), name="TokenRefreshResponse")},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenRefreshInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pair = services.token_pair_refresh(refresh_token=serializer.validated_data["refreshToken"])
+        return success(_token_pair_data(pair))
+
+
+class MeView(APIView):
+    @extend_schema(
+        operation_id="users_me",
+        responses={200: success_envelope(UserOutputSerializer(), name="ProfileResponse")},
+    )
+    def get(self, request: Request) -> Response:
+        return success(UserOutputSerializer(_user(request)).data)
+
+    @extend_schema(
+        operation_id="users_me_update",
+        request=ProfileUpdateInputSerializer,
+        responses={200: success_envelope(UserOutputSerializer(), name="ProfileUpdateResponse")},
+    )
+    def patch(self, request: Request) -> Response:
+        serializer = ProfileUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = services.user_update_profile(
+            user=_user(request),
+            country=data.get("country"),
+            avatar=data.get("avatar"),
+            hide_from_leaderboards=data.get("hideFromLeaderboards"),
+        )
+        return success(UserOutputSerializer(user).data)
+
+
+class SigningKeyRotateView(APIView):
+    @extend_schema(
+        operation_id="users_me_signing_key_rotate",
+        request=None,
+        responses={200: success_envelope(SigningKeyOutputSerializer(), name="SigningKeyResponse")},
+    )
+    def post(self, request: Request) -> Response:
+        signing_key = services.user_rotate_signing_key(user=_user(request))
+        return success({"signingKey": signing_key}, message="Signing key rotated")
+
+
+def _user(request: Request) -> User:
+    if not isinstance(request.user, User):
+        raise NotAuthenticated()
+    return request.user

@@ -1,0 +1,186 @@
+"""Writes for accounts: registration, profile changes, JWT pairs and signing-key rotation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
+
+from accounts.models import Role, User
+from accounts.selectors import user_signing_key
+from scoreboard.errors import InvalidInput, TokenExpired, Unauthorized
+
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    Role.USER: ("score.update", "leaderboard.view"),
+    Role.MODERATOR: ("score.update", "leaderboard.view", "moderation.review"),
+    Role.ADMIN: ("score.update", "leaderboard.view", "moderation.review", "users.manage"),
+}
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    expires_in: int
+    signing_key: str
+    user: User
+
+
+def _invalid_from_validation_error(error: ValidationError) -> InvalidInput:
+    details: dict[str, Any] = (
+        {field: list(messages) for field, messages in error.message_dict.items()}
+        if hasattr(error, "error_dict")
+        else {"nonFieldErrors": list(error.messages)}
+    )
+    first_field, first_messages = next(iter(details.items()))
+    return InvalidInput(f"{first_field}: {first_messages[0]}", details=details)
+
+
+def _check_unique(*, username: str | None = None, email: str | None = None) -> None:
+    taken: dict[str, list[str]] = {}
+    if username is not None and User.objects.filter(username__iexact=username).exists():
+        taken["username"] = ["A user with that username already exists."]
+    if email is not None and User.objects.filter(email__iexact=email).exists():
+        taken["email"] = ["A user with that email already exists."]
+    if taken:
+        field = next(iter(taken))
+        raise InvalidInput(f"{field}: {taken[field][0]}", details=taken)
+
+
+def user_register(
+    *, username: str, email: str, password: str, country: str = "", avatar: str = ""
+) -> User:
+    """Create a player. Usernames and emails are unique case-insensitively; the password must
+    pass Django's validators (length, common, numeric, similarity to the username/email)."""
+    user = User(
+        username=User.normalize_username(username),
+        email=User.objects.normalize_email(email),
+        country=country.upper(),
+        avatar=avatar,
+    )
+    try:
+        user.full_clean(exclude=["password"], validate_unique=False, validate_constraints=False)
+        validate_password(password, user)
+    except ValidationError as error:
+        raise _invalid_from_validation_error(error) from None
+    _check_unique(username=user.username, email=user.email)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError:
+        # Lost a race with a concurrent registration of the same name or email.
+        _check_unique(username=user.username, email=user.email)
+        raise
+    return user
+
+
+def user_update_profile(
+    *,
+    user: User,
+    country: str | None = None,
+    avatar: str | None = None,
+    hide_from_leaderboards: bool | None = None,
+) -> User:
+    changes: dict[str, Any] = {}
+    if country is not None:
+        changes["country"] = country.upper()
+    if avatar is not None:
+        changes["avatar"] = avatar
+    if hide_from_leaderboards is not None:
+        changes["hide_from_leaderboards"] = hide_from_leaderboards
+    if not changes:
+        return user
+    for field, value in changes.items():
+        setattr(user, field, value)
+    try:
+        user.full_clean(
+            exclude=[field.name for field in User._meta.fields if field.name not in changes],
+            validate_unique=False,
+            validate_constraints=False,
+        )
+    except ValidationError as error:
+        user.refresh_from_db(fields=list(changes))
+        raise _invalid_from_validation_error(error) from None
+    user.save(update_fields=list(changes))
+    return user
+
+
+def user_rotate_signing_key(*, user: User) -> str:
+    """Invalidate the user's current score-signing key and return the new one."""
+    User.objects.filter(pk=user.pk).update(signing_key_version=F("signing_key_version") + 1)
+    user.refresh_from_db(fields=["signing_key_version"])
+    return user_signing_key(user)
+
+
+def _access_token_for(user: User) -> AccessToken:
+    access = AccessToken.for_user(user)
+    access["username"] = user.username
+    access["email"] = user.email
+    access["role"] = user.role
+    access["permissions"] = list(ROLE_PERMISSIONS[user.role])
+    return access
+
+
+def _issue_pair(user: User) -> TokenPair:
+    refresh = RefreshToken.for_user(user)  # recorded as outstanding, so it can be revoked
+    access = _access_token_for(user)
+    User.objects.filter(pk=user.pk).update(last_active_at=timezone.now())
+    return TokenPair(
+        access=str(access),
+        refresh=str(refresh),
+        expires_in=int(jwt_settings.ACCESS_TOKEN_LIFETIME.total_seconds()),
+        signing_key=user_signing_key(user),
+        user=user,
+    )
+
+
+def token_pair_for_credentials(
+    *, username: str, password: str, request: HttpRequest | None = None
+) -> TokenPair:
+    user = authenticate(request, username=username, password=password)
+    if not isinstance(user, User) or not user.is_active:
+        raise Unauthorized("Invalid username or password.")
+    return _issue_pair(user)
+
+
+def token_pair_refresh(*, refresh_token: str) -> TokenPair:
+    """Exchange a refresh token for a new pair. The old refresh token is revoked; a second
+    use of it (a replay, or a race of two refreshes) is refused."""
+    try:
+        refresh = RefreshToken(refresh_token)  # type: ignore[arg-type]
+    except ExpiredTokenError:
+        raise TokenExpired("The refresh token has expired.") from None
+    except TokenError:
+        raise Unauthorized("Invalid or revoked refresh token.") from None
+
+    user = User.objects.filter(pk=refresh.get(jwt_settings.USER_ID_CLAIM)).first()
+    if user is None or not user.is_active:
+        raise Unauthorized("The account is no longer active.")
+    if jwt_settings.CHECK_REVOKE_TOKEN and refresh.get(
+        jwt_settings.REVOKE_TOKEN_CLAIM
+    ) != get_md5_hash_password(user.password):
+        raise Unauthorized("The password has changed; log in again.")
+
+    with transaction.atomic():
+        outstanding = (
+            OutstandingToken.objects.select_for_update().filter(jti=refresh["jti"]).first()
+        )
+        if outstanding is None:
+            raise Unauthorized("Invalid or revoked refresh token.")
+        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+        if not created:
+            raise Unauthorized("Invalid or revoked refresh token.")
+    return _issue_pair(user)

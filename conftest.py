@@ -1,0 +1,147 @@
+"""Fixtures shared by every app's tests.
+
+Service-backed tests ask for `redis_url` (or run under DATABASE_URL for PostgreSQL). When the
+service is unreachable they skip on a developer machine and fail under CI=true, so CI can never
+pass by skipping what it was meant to test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+TEST_PASSWORD = "correct horse battery staple"
+
+
+def _missing_service(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} (CI=true: service-backed tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis for tests that need one whatever the configured backends are."""
+    url = os.environ.get("REDIS_URL") or DEFAULT_TEST_REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.exceptions.RedisError as error:
+        _missing_service(f"Redis at {url} is unreachable: {error}")
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Throttle counters and cached values never leak from one test into the next."""
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., Any]:
+    from accounts.models import User
+
+    def make(**fields: Any) -> User:
+        number = User.objects.count() + 1
+        fields.setdefault("username", f"player{number}")
+        fields.setdefault("email", f"player{number}@example.com")
+        password = fields.pop("password", TEST_PASSWORD)
+        return User.objects.create_user(password=password, **fields)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[..., Any]) -> Any:
+    return make_user(username="ProGamer123", email="pro@example.com", country="US")
+
+
+@pytest.fixture
+def auth_client(user: Any) -> APIClient:
+    from accounts.services import token_pair_for_credentials
+
+    pair = token_pair_for_credentials(username=user.username, password=TEST_PASSWORD)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {pair.access}")
+    return client
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., str]]:
+    """Start the real ASGI app under uvicorn on a free loopback port; returns its base URL.
+
+    The process gets production-like settings (DEBUG off) plus the given environment and is
+    stopped by its PID at teardown.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        process_env = {
+            **base_env,
+            "DJANGO_SETTINGS_MODULE": "scoreboard.settings",
+            "DEBUG": "0",
+            "SECRET_KEY": "test-secret-" + "x" * 40,
+            "SCOREBOARD_JWT_SIGNING_KEY": "test-jwt-" + "y" * 40,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            **env,
+        }
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "scoreboard.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-access-log",
+            ],
+            cwd=Path(__file__).resolve().parent,
+            env=process_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1):  # noqa: S310
+                    return base_url
+            except OSError:
+                if process.poll() is not None:
+                    raise RuntimeError("server exited during start-up") from None
+                time.sleep(0.2)
+        raise RuntimeError("server did not answer /healthz within 30 s")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,1 @@
+"""Board queries and the leaderboard index backends."""

@@ -1,0 +1,184 @@
+"""Turn environment variables into Django settings.
+
+Pure functions over a mapping, so every settings mode can be tested without reloading the
+settings module. `settings.py` calls them with `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def env_list(env: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
+def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]:
+    """SQLite file by default; PostgreSQL through psycopg 3 with a connection pool otherwise.
+
+    Under ASGI a persistent connection per request thread leaks connections, so PostgreSQL
+    uses Django's psycopg pool (which requires CONN_MAX_AGE=0) with a short wait, so that an
+    exhausted pool fails fast with a 503 instead of hanging for psycopg's default 30 s.
+    """
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(base_dir / "var" / "scoreboard.sqlite3"),
+            "OPTIONS": {
+                # WAL lets readers run beside the single writer; the timeout makes a writer
+                # wait for the lock instead of failing at once.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 10,
+            },
+        }
+    config: dict[str, Any] = dict(dj_database_url.parse(url))
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must be a postgres:// URL (got engine {config['ENGINE']})."
+        )
+    config["CONN_MAX_AGE"] = 0
+    config["CONN_HEALTH_CHECKS"] = False
+    config["OPTIONS"] = {
+        "connect_timeout": env_int(env, "DB_CONNECT_TIMEOUT", 3, minimum=1),
+        "pool": {
+            "min_size": env_int(env, "DB_POOL_MIN_SIZE", 2, minimum=0),
+            "max_size": env_int(env, "DB_POOL_MAX_SIZE", 10, minimum=1),
+            "timeout": env_int(env, "DB_POOL_TIMEOUT", 5, minimum=1),
+        },
+    }
+    return config
+
+
+def cache_config(env: Mapping[str, str]) -> dict[str, Any]:
+    redis_url = env.get("REDIS_URL", "").strip()
+    if not redis_url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    timeout = env_int(env, "REDIS_SOCKET_TIMEOUT", 2, minimum=1)
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "scoreboard"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": timeout,
+                "SOCKET_TIMEOUT": timeout,
+            },
+        }
+    }
+
+
+def channel_layers_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """In-memory layer in one process; Redis pub/sub across nodes (one publish per group)."""
+    redis_url = env.get("REDIS_URL", "").strip()
+    if not redis_url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url], "prefix": env.get("REDIS_KEY_PREFIX", "scoreboard")},
+        }
+    }
+
+
+def secret(
+    env: Mapping[str, str],
+    name: str,
+    *,
+    debug: bool,
+    dev_secret_file: Path,
+    min_length: int = 32,
+) -> str:
+    """A required secret, or a persisted development one when DEBUG is on.
+
+    The development value is written once to a file so that several local processes (and
+    restarts) agree on it; tokens issued by one node stay valid on another.
+    """
+    value = env.get(name, "").strip()
+    if value:
+        if len(value) < min_length:
+            raise ImproperlyConfigured(f"{name} must be at least {min_length} characters long.")
+        return value
+    if not debug:
+        raise ImproperlyConfigured(
+            f"{name} is not set. With DEBUG off it is required: generate one with "
+            f'`python -c "import secrets; print(secrets.token_urlsafe(50))"` and set it in '
+            "the environment."
+        )
+    generated = _development_secret(dev_secret_file)
+    banner = "*" * 78
+    print(
+        f"{banner}\nWARNING: {name} is not set; using a generated development key from "
+        f"{dev_secret_file}.\nNever run like this in production: set DEBUG=0 and the secrets."
+        f"\n{banner}",
+        file=sys.stderr,
+    )
+    return generated
+
+
+def _development_secret(path: Path) -> str:
+    """Read the file, or create it atomically (link a finished temp file) so racing processes
+    all end up with the same value."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(secrets.token_urlsafe(50))
+    temporary.chmod(0o600)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()
+
+
+def allowed_hosts(env: Mapping[str, str], *, debug: bool) -> list[str]:
+    hosts = env_list(env, "ALLOWED_HOSTS")
+    if hosts:
+        return hosts
+    if debug:
+        return ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set. With DEBUG off it is required: a comma-separated list of "
+        "the host names this service answers to (e.g. scores.example.com)."
+    )

@@ -1,0 +1,237 @@
+"""Request ids, the body size limit and the `/api/` error envelope guard."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+
+from scoreboard import errors
+from scoreboard.request_context import bind_request_id, current_request_id, unbind_request_id
+
+logger = logging.getLogger("scoreboard.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An incoming id is echoed only when it cannot smuggle anything into logs or headers.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+API_PREFIX = "/api/"
+
+
+def request_id_from(incoming: str | None) -> str:
+    if incoming and _SAFE_REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id() or "-"
+        return True
+
+
+class RequestIdMiddleware:
+    """Give every request an id (echoed from X-Request-ID when sane), log one line per request
+    with it, and return it in the X-Request-ID header."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        started, token = self._begin(request)
+        try:
+            response = self.get_response(request)
+        finally:
+            unbind_request_id(token)
+        return self._finish(request, response, started)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        started, token = self._begin(request)
+        try:
+            response = await self.get_response(request)
+        finally:
+            unbind_request_id(token)
+        return self._finish(request, response, started)
+
+    @staticmethod
+    def _begin(request: HttpRequest) -> tuple[float, object]:
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        return time.perf_counter(), bind_request_id(request_id)
+
+    @staticmethod
+    def _finish(request: HttpRequest, response: HttpResponseBase, started: float) -> Any:
+        request_id = request.request_id  # type: ignore[attr-defined]
+        response[REQUEST_ID_HEADER] = request_id
+        logger.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+            extra={"request_id": request_id},
+        )
+        return response
+
+
+class ApiErrorEnvelopeMiddleware:
+    """On `/api/` paths, refuse oversized bodies and make sure every error is the envelope.
+
+    DRF views already answer with the envelope; this catches what Django produces around
+    them (unknown routes, bad Host, a crash in other middleware, DEBUG's technical pages),
+    so no HTML or internals ever reach an API client.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        too_large = self._refuse_oversized(request)
+        if too_large is not None:
+            return too_large
+        return self._envelope(request, self.get_response(request))
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        too_large = self._refuse_oversized(request)
+        if too_large is not None:
+            return too_large
+        return self._envelope(request, await self.get_response(request))
+
+    @staticmethod
+    def _refuse_oversized(request: HttpRequest) -> HttpResponseBase | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return errors.error_response("INVALID_INPUT", "Invalid Content-Length header.")
+        if length > settings.MAX_REQUEST_BODY_BYTES:
+            return payload_too_large_response()
+        return None
+
+    @staticmethod
+    def _envelope(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if (
+            response.status_code < 400
+            or not request.path.startswith(API_PREFIX)
+            or getattr(response, "is_error_envelope", False)
+        ):
+            return response
+        status_code = response.status_code
+        code = errors.CODE_FOR_STATUS.get(
+            status_code, "INTERNAL_ERROR" if status_code >= 500 else "INVALID_INPUT"
+        )
+        replacement = errors.error_response(
+            code, errors.ERROR_CODES[code][1], status_code=status_code
+        )
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replacement[header] = response[header]
+        return replacement
+
+
+def payload_too_large_response() -> JsonResponse:
+    limit_kib = settings.MAX_REQUEST_BODY_BYTES // 1024
+    return errors.error_response(
+        "PAYLOAD_TOO_LARGE", f"The request body is larger than {limit_kib} KiB."
+    )
+
+
+ASGIApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class RequestBodyLimit:
+    """ASGI wrapper that stops reading an HTTP body once it passes the limit.
+
+    Django's ASGI handler would otherwise spool any body, however large, before a middleware
+    could look at it. Bodies within the limit are buffered (they are small) and replayed.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, send, headers)
+            return
+
+        buffered: list[dict[str, Any]] = []
+        size = 0
+        while True:
+            message = await receive()
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, send, headers)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            if buffered:
+                return buffered.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _refuse(scope: dict[str, Any], send: Any, headers: dict[bytes, bytes]) -> None:
+        incoming = headers.get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = request_id_from(incoming)
+        token = bind_request_id(request_id)
+        try:
+            response = payload_too_large_response()
+            body = response.content
+        finally:
+            unbind_request_id(token)
+        logger.warning(
+            "%s %s 413 body over limit",
+            scope.get("method"),
+            scope.get("path"),
+            extra={"request_id": request_id},
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (REQUEST_ID_HEADER.lower().encode(), request_id.encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

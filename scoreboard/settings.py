@@ -1,0 +1,205 @@
+"""Settings, all from the environment (see docs/configuration.md).
+
+With no variables at all the whole product runs in one process: SQLite, local-memory cache,
+in-memory channel layer, SQL leaderboard backend, DEBUG on with generated development keys.
+`DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and Redis.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from scoreboard import config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENV = os.environ
+
+DEBUG = config.env_bool(ENV, "DEBUG", True)
+DEV_SECRETS_DIR = BASE_DIR / "var" / "dev-secrets"
+
+SECRET_KEY = config.secret(
+    ENV, "SECRET_KEY", debug=DEBUG, dev_secret_file=DEV_SECRETS_DIR / "SECRET_KEY"
+)
+SECRET_KEY_FALLBACKS = config.env_list(ENV, "SECRET_KEY_FALLBACKS")
+JWT_SIGNING_KEY = config.secret(
+    ENV,
+    "SCOREBOARD_JWT_SIGNING_KEY",
+    debug=DEBUG,
+    dev_secret_file=DEV_SECRETS_DIR / "SCOREBOARD_JWT_SIGNING_KEY",
+)
+ALLOWED_HOSTS = config.allowed_hosts(ENV, debug=DEBUG)
+CSRF_TRUSTED_ORIGINS = config.env_list(ENV, "CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "scoreboard",
+    "accounts",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "scoreboard.middleware.RequestIdMiddleware",
+    "scoreboard.middleware.ApiErrorEnvelopeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "scoreboard.urls"
+ASGI_APPLICATION = "scoreboard.asgi.application"
+WSGI_APPLICATION = "scoreboard.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": config.database_config(ENV, base_dir=BASE_DIR)}
+CACHES = config.cache_config(ENV)
+CHANNEL_LAYERS = config.channel_layers_config(ENV)
+REDIS_URL = ENV.get("REDIS_URL", "").strip() or None
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# Bodies over 64 KiB are refused with 413 (DESIGN.md §4).
+MAX_REQUEST_BODY_BYTES = 64 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scoreboard.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "auth": ENV.get("SCOREBOARD_AUTH_RATE", "20/min"),
+    },
+    # Client identity for throttles is REMOTE_ADDR: a spoofed X-Forwarded-For changes nothing.
+    "NUM_PROXIES": 0,
+    "UNAUTHENTICATED_USER": None,
+}
+
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "VERIFYING_KEY": "",
+    "AUDIENCE": "scoreboard-client",
+    "ISSUER": "scoreboard-api",
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        seconds=config.env_int(ENV, "SCOREBOARD_ACCESS_TOKEN_SECONDS", 24 * 3600, minimum=60)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        seconds=config.env_int(ENV, "SCOREBOARD_REFRESH_TOKEN_SECONDS", 14 * 86400, minimum=60)
+    ),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "CHECK_USER_IS_ACTIVE": True,
+    # Tokens carry a digest of the password hash: changing or erasing a password revokes them.
+    "CHECK_REVOKE_TOKEN": True,
+    "LEEWAY": 0,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Live Scoreboard API",
+    "DESCRIPTION": (
+        "Scores submitted by game clients, leaderboards and live updates. Every error uses "
+        "the envelope described by the `ErrorResponse` schema."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "scoreboard.openapi.add_error_responses",
+    ],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "scoreboard.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["console"], "level": ENV.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Our middleware logs every request with its id; Django's request logger would repeat
+        # each 4xx, so it keeps only server errors (with their tracebacks).
+        "django.request": {"level": "ERROR"},
+    },
+}

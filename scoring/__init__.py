@@ -1,0 +1,1 @@
+"""Action catalog, game-server proofs, action tokens and the score audit log."""
