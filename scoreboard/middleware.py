@@ -37,9 +37,10 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-class RequestIdMiddleware:
-    """Give every request an id (echoed from X-Request-ID when sane), log one line per request
-    with it, and return it in the X-Request-ID header."""
+class BeforeAfterMiddleware:
+    """Middleware that works unchanged in sync (WSGI) and async (ASGI) stacks, so an ASGI
+    request pays no extra thread hop for it. Subclasses implement `before` (which may answer
+    early), `after`, and `cleanup` (always run once the view has answered or raised)."""
 
     sync_capable = True
     async_capable = True
@@ -53,29 +54,49 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
             return self._acall(request)
-        started, token = self._begin(request)
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
         try:
             response = self.get_response(request)
         finally:
-            unbind_request_id(token)
-        return self._finish(request, response, started)
+            self.cleanup(request)
+        return self.after(request, response)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        started, token = self._begin(request)
+        early = self.before(request)
+        if early is not None:
+            return self.after(request, early)
         try:
             response = await self.get_response(request)
         finally:
-            unbind_request_id(token)
-        return self._finish(request, response, started)
+            self.cleanup(request)
+        return self.after(request, response)
 
-    @staticmethod
-    def _begin(request: HttpRequest) -> tuple[float, object]:
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return response
+
+    def cleanup(self, request: HttpRequest) -> None:
+        return None
+
+
+class RequestIdMiddleware(BeforeAfterMiddleware):
+    """Give every request an id (echoed from X-Request-ID when sane), log one line per request
+    with it, and return it in the X-Request-ID header."""
+
+    def before(self, request: HttpRequest) -> None:
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id  # type: ignore[attr-defined]
-        return time.perf_counter(), bind_request_id(request_id)
+        request._request_id_binding = bind_request_id(request_id)  # type: ignore[attr-defined]
+        request._started_at = time.perf_counter()  # type: ignore[attr-defined]
 
-    @staticmethod
-    def _finish(request: HttpRequest, response: HttpResponseBase, started: float) -> Any:
+    def cleanup(self, request: HttpRequest) -> None:
+        unbind_request_id(request._request_id_binding)  # type: ignore[attr-defined]
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         request_id = request.request_id  # type: ignore[attr-defined]
         response[REQUEST_ID_HEADER] = request_id
         logger.info(
@@ -83,42 +104,25 @@ class RequestIdMiddleware:
             request.method,
             request.path,
             response.status_code,
-            (time.perf_counter() - started) * 1000,
+            (time.perf_counter() - request._started_at) * 1000,  # type: ignore[attr-defined]
             extra={"request_id": request_id},
         )
         return response
 
 
-class ApiErrorEnvelopeMiddleware:
-    """On `/api/` paths, refuse oversized bodies and make sure every error is the envelope.
+class ApiErrorEnvelopeMiddleware(BeforeAfterMiddleware):
+    """Refuse oversized bodies, and on `/api/` paths make sure every error is the envelope.
 
     DRF views already answer with the envelope; this catches what Django produces around
     them (unknown routes, bad Host, a crash in other middleware, DEBUG's technical pages),
     so no HTML or internals ever reach an API client.
     """
 
-    sync_capable = True
-    async_capable = True
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        return self._refuse_oversized(request)
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        too_large = self._refuse_oversized(request)
-        if too_large is not None:
-            return too_large
-        return self._envelope(request, self.get_response(request))
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        too_large = self._refuse_oversized(request)
-        if too_large is not None:
-            return too_large
-        return self._envelope(request, await self.get_response(request))
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        return self._envelope(request, response)
 
     @staticmethod
     def _refuse_oversized(request: HttpRequest) -> HttpResponseBase | None:
