@@ -11,6 +11,8 @@ from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, Token
 
+from accounts.models import User
+from accounts.selectors import user_for_token
 from scoreboard.errors import TokenExpired, Unauthorized
 
 
@@ -22,3 +24,6 @@ class JWTAuthentication(authentication.JWTAuthentication):
             raise TokenExpired() from None
         except TokenError:
             raise Unauthorized("Invalid authentication token.") from None
+
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
+        return user_for_token(validated_token)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from django.conf import settings
 from django.utils.crypto import salted_hmac
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import User
+from scoreboard.errors import Unauthorized
 
 SIGNING_KEY_SALT = "scoreboard.accounts.score-signing-key"
 
@@ -24,3 +30,19 @@ def user_signing_key(user: User, *, secret: str | None = None) -> str:
         secret=secret or settings.SECRET_KEY,
         algorithm="sha256",
     ).hexdigest()
+
+
+def user_for_token(claims: Any) -> User:
+    """The user a verified JWT speaks for: it must exist, be active and not have changed its
+    password since the token was issued (the `hash_password` claim). The client is not told
+    which check failed."""
+    try:
+        user_id = uuid.UUID(str(claims.get(jwt_settings.USER_ID_CLAIM)))
+    except ValueError:
+        raise Unauthorized() from None
+    user = User.objects.filter(pk=user_id).first()
+    if user is None or not user.is_active:
+        raise Unauthorized()
+    if claims.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise Unauthorized()
+    return user

@@ -16,10 +16,9 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
-from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import Role, User
-from accounts.selectors import user_signing_key
+from accounts.selectors import user_for_token, user_signing_key
 from scoreboard.errors import InvalidInput, TokenExpired, Unauthorized
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -48,6 +47,11 @@ def _invalid_from_validation_error(error: ValidationError) -> InvalidInput:
     return InvalidInput(f"{first_field}: {first_messages[0]}", details=details)
 
 
+def _normalized_country(country: str) -> str:
+    """Upper-case ASCII codes only: Unicode case mapping turns some non-codes into codes."""
+    return country.upper() if country.isascii() else country
+
+
 def _check_unique(*, username: str | None = None, email: str | None = None) -> None:
     taken: dict[str, list[str]] = {}
     if username is not None and User.objects.filter(username__iexact=username).exists():
@@ -67,14 +71,19 @@ def user_register(
     user = User(
         username=User.normalize_username(username),
         email=User.objects.normalize_email(email),
-        country=country.upper(),
+        country=_normalized_country(country),
         avatar=avatar,
     )
     try:
         user.full_clean(exclude=["password"], validate_unique=False, validate_constraints=False)
-        validate_password(password, user)
     except ValidationError as error:
         raise _invalid_from_validation_error(error) from None
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise _invalid_from_validation_error(
+            ValidationError({"password": error.messages})
+        ) from None
     _check_unique(username=user.username, email=user.email)
     user.set_password(password)
     try:
@@ -96,7 +105,7 @@ def user_update_profile(
 ) -> User:
     changes: dict[str, Any] = {}
     if country is not None:
-        changes["country"] = country.upper()
+        changes["country"] = _normalized_country(country)
     if avatar is not None:
         changes["avatar"] = avatar
     if hide_from_leaderboards is not None:
@@ -137,7 +146,8 @@ def _access_token_for(user: User) -> AccessToken:
 def _issue_pair(user: User) -> TokenPair:
     refresh = RefreshToken.for_user(user)  # recorded as outstanding, so it can be revoked
     access = _access_token_for(user)
-    User.objects.filter(pk=user.pk).update(last_active_at=timezone.now())
+    user.last_active_at = timezone.now()
+    User.objects.filter(pk=user.pk).update(last_active_at=user.last_active_at)
     return TokenPair(
         access=str(access),
         refresh=str(refresh),
@@ -166,14 +176,7 @@ def token_pair_refresh(*, refresh_token: str) -> TokenPair:
     except TokenError:
         raise Unauthorized("Invalid or revoked refresh token.") from None
 
-    user = User.objects.filter(pk=refresh.get(jwt_settings.USER_ID_CLAIM)).first()
-    if user is None or not user.is_active:
-        raise Unauthorized("The account is no longer active.")
-    if jwt_settings.CHECK_REVOKE_TOKEN and refresh.get(
-        jwt_settings.REVOKE_TOKEN_CLAIM
-    ) != get_md5_hash_password(user.password):
-        raise Unauthorized("The password has changed; log in again.")
-
+    user = user_for_token(refresh)
     with transaction.atomic():
         outstanding = (
             OutstandingToken.objects.select_for_update().filter(jti=refresh["jti"]).first()

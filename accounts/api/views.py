@@ -21,6 +21,7 @@ from accounts.api.serializers import (
     TokenRefreshInputSerializer,
     UserOutputSerializer,
 )
+from accounts.authentication import JWTAuthentication
 from accounts.models import User
 from scoreboard.api import success
 from scoreboard.openapi import success_envelope
@@ -44,6 +45,10 @@ class PublicAuthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # Without one, DRF turns the 401 of a wrong password into a 403.
+        return JWTAuthentication().authenticate_header(request)
 
 
 class RegisterView(PublicAuthView):
