@@ -52,6 +52,18 @@ def assert_error(
     assert body == {"success": False, "error": error}, body
 
 
+def assert_invalid(response: Any, details: dict[str, list[str]]) -> None:
+    """A 400 INVALID_INPUT whose message names the first field error in `details`."""
+    field, messages = next(iter(details.items()))
+    assert_error(
+        response,
+        status_code=400,
+        code="INVALID_INPUT",
+        message=f"{field}: {messages[0]}",
+        details=details,
+    )
+
+
 def iso(value: Any) -> str:
     """A datetime as DRF renders it."""
     return value.isoformat().replace("+00:00", "Z")

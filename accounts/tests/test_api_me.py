@@ -10,7 +10,15 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.selectors import user_signing_key
-from accounts.tests.helpers import HEX_KEY, ME_URL, ROTATE_URL, TOKEN_URL, assert_error, profile
+from accounts.tests.helpers import (
+    HEX_KEY,
+    ME_URL,
+    ROTATE_URL,
+    TOKEN_URL,
+    assert_error,
+    assert_invalid,
+    profile,
+)
 from conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -30,17 +38,6 @@ def stored(user: User) -> dict[str, Any]:
             "password",
             "signing_key_version",
         )[0]
-    )
-
-
-def assert_invalid(response: Any, details: dict[str, list[str]]) -> None:
-    field, messages = next(iter(details.items()))
-    assert_error(
-        response,
-        status_code=status.HTTP_400_BAD_REQUEST,
-        code="INVALID_INPUT",
-        message=f"{field}: {messages[0]}",
-        details=details,
     )
 
 
