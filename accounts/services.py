@@ -38,13 +38,11 @@ class TokenPair:
 
 
 def _invalid_from_validation_error(error: ValidationError) -> InvalidInput:
-    details: dict[str, Any] = (
-        {field: list(messages) for field, messages in error.message_dict.items()}
-        if hasattr(error, "error_dict")
-        else {"nonFieldErrors": list(error.messages)}
-    )
-    first_field, first_messages = next(iter(details.items()))
-    return InvalidInput(f"{first_field}: {first_messages[0]}", details=details)
+    if hasattr(error, "error_dict"):
+        return InvalidInput.for_fields(
+            {field: list(messages) for field, messages in error.message_dict.items()}
+        )
+    return InvalidInput.for_fields({"nonFieldErrors": list(error.messages)})
 
 
 def _normalized_country(country: str) -> str:
@@ -59,8 +57,7 @@ def _check_unique(*, username: str | None = None, email: str | None = None) -> N
     if email is not None and User.objects.filter(email__iexact=email).exists():
         taken["email"] = ["A user with that email already exists."]
     if taken:
-        field = next(iter(taken))
-        raise InvalidInput(f"{field}: {taken[field][0]}", details=taken)
+        raise InvalidInput.for_fields(taken)
 
 
 def user_register(

@@ -86,7 +86,10 @@ class ApplicationError(exceptions.APIException):
 
 
 class InvalidInput(ApplicationError):
-    pass
+    @classmethod
+    def for_fields(cls, details: dict[str, list[str]]) -> InvalidInput:
+        """Field errors, with the first one as the message (as DRF validation is reported)."""
+        return cls(_first_validation_message(details), details=details)
 
 
 class Unauthorized(ApplicationError, exceptions.AuthenticationFailed):
