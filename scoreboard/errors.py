@@ -18,6 +18,9 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.utils import timezone
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -64,6 +67,7 @@ CODE_FOR_STATUS = {
 }
 
 OUTAGE_RETRY_AFTER_SECONDS = 5
+REDIS_OUTAGES = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
 
 
 class ApplicationError(exceptions.APIException):
@@ -173,14 +177,6 @@ def error_response(
     return mark_envelope(response)
 
 
-def _redis_errors() -> tuple[type[BaseException], ...]:
-    from django_redis.exceptions import ConnectionInterrupted
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    return (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
-
-
 def _as_api_exception(exc: BaseException) -> exceptions.APIException | None:
     """Map non-DRF exceptions that have a defined client-facing meaning."""
     if isinstance(exc, exceptions.APIException):
@@ -194,7 +190,7 @@ def _as_api_exception(exc: BaseException) -> exceptions.APIException | None:
     if isinstance(exc, OperationalError | InterfaceError):
         logger.error("Database unavailable: %s", exc)
         return DatabaseUnavailable(retry_after=OUTAGE_RETRY_AFTER_SECONDS)
-    if isinstance(exc, _redis_errors()):
+    if isinstance(exc, REDIS_OUTAGES):
         logger.error("Redis unavailable: %s", exc)
         return RedisUnavailable(retry_after=OUTAGE_RETRY_AFTER_SECONDS)
     return None

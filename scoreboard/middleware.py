@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from scoreboard import errors
-from scoreboard.request_context import bind_request_id, current_request_id, unbind_request_id
+from scoreboard.request_context import bind_request_id, unbind_request_id
 
 logger = logging.getLogger("scoreboard.requests")
 
@@ -28,13 +28,6 @@ def request_id_from(incoming: str | None) -> str:
     if incoming and _SAFE_REQUEST_ID.match(incoming):
         return incoming
     return uuid.uuid4().hex
-
-
-class RequestIdLogFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = current_request_id() or "-"
-        return True
 
 
 class BeforeAfterMiddleware:
