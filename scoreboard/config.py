@@ -58,9 +58,11 @@ def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]
     """
     url = env.get("DATABASE_URL", "").strip()
     if not url:
+        sqlite_file = base_dir / "var" / "scoreboard.sqlite3"
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
         return {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(base_dir / "var" / "scoreboard.sqlite3"),
+            "NAME": str(sqlite_file),
             "OPTIONS": {
                 # WAL lets readers run beside the single writer; the timeout makes a writer
                 # wait for the lock instead of failing at once.

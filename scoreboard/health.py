@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from scoreboard import errors
 
@@ -21,7 +21,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 READINESS_CACHE_KEY = "scoreboard:readyz"
 
 
-@require_GET
+@require_safe
 async def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving; touches no dependency."""
     return JsonResponse({"success": True, "data": {"status": "ok"}})
@@ -59,7 +59,7 @@ async def _run_check(name: str, check: Callable[[], Awaitable[None]]) -> str:
     return "ok"
 
 
-@require_GET
+@require_safe
 async def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when the database, the cache and the channel layer all answer; otherwise 503
     naming the parts that do not."""

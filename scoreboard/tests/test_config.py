@@ -15,6 +15,7 @@ def test_no_database_url_means_a_sqlite_file_in_the_project(tmp_path: Path) -> N
 
     assert database["ENGINE"] == "django.db.backends.sqlite3"
     assert database["NAME"] == str(tmp_path / "var" / "scoreboard.sqlite3")
+    assert (tmp_path / "var").is_dir()  # SQLite creates the file, not its folder
 
 
 def test_postgres_url_means_psycopg_with_a_pool_that_fails_fast(tmp_path: Path) -> None:

@@ -22,6 +22,12 @@ def test_healthz_answers_without_touching_dependencies(
     assert response.json() == {"success": True, "data": {"status": "ok"}}
 
 
+@pytest.mark.django_db
+def test_probes_answer_head_for_load_balancers(api_client: APIClient) -> None:
+    assert api_client.head("/healthz").status_code == status.HTTP_200_OK
+    assert api_client.post("/healthz").status_code == status.HTTP_405_METHOD_NOT_ALLOWED
+
+
 @pytest.mark.django_db(transaction=True)
 def test_readyz_is_ready_when_every_dependency_answers(api_client: APIClient) -> None:
     response = api_client.get("/readyz")
