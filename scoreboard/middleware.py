@@ -20,12 +20,12 @@ logger = logging.getLogger("scoreboard.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is echoed only when it cannot smuggle anything into logs or headers.
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 API_PREFIX = "/api/"
 
 
 def request_id_from(incoming: str | None) -> str:
-    if incoming and _SAFE_REQUEST_ID.match(incoming):
+    if incoming and _SAFE_REQUEST_ID.fullmatch(incoming):
         return incoming
     return uuid.uuid4().hex
 

@@ -26,7 +26,9 @@ def test_a_sane_client_request_id_is_echoed_in_header_and_error_body(
     assert response.json()["error"]["requestId"] == "client-42.a:b"
 
 
-@pytest.mark.parametrize("unsafe", ["has space", "a" * 129, "new\\nline", "<script>"])
+@pytest.mark.parametrize(
+    "unsafe", ["has space", "a" * 129, "trailing-newline\n", "new\nline", "<script>", ""]
+)
 def test_an_unsafe_client_request_id_is_replaced(api_client: APIClient, unsafe: str) -> None:
     response = api_client.get("/healthz", HTTP_X_REQUEST_ID=unsafe)
 
