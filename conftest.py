@@ -78,11 +78,11 @@ def auth_client(user: Any) -> APIClient:
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[..., str]]:
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
     """Start the real ASGI app under uvicorn on a free loopback port; returns its base URL.
 
-    The process gets production-like settings (DEBUG off) plus the given environment and is
-    stopped by its PID at teardown.
+    The process gets production-like settings (DEBUG off), a SQLite file of its own unless
+    the given environment names a database, and is stopped by its PID at teardown.
     """
     import socket
     import subprocess
@@ -105,6 +105,7 @@ def start_server() -> Iterator[Callable[..., str]]:
             "SECRET_KEY": "test-secret-" + "x" * 40,
             "SCOREBOARD_JWT_SIGNING_KEY": "test-jwt-" + "y" * 40,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('server')}/db.sqlite3",
             **env,
         }
         process = subprocess.Popen(  # noqa: S603

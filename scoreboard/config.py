@@ -50,7 +50,7 @@ def env_list(env: Mapping[str, str], name: str) -> list[str]:
 
 
 def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]:
-    """SQLite file by default; PostgreSQL through psycopg 3 with a connection pool otherwise.
+    """SQLite (a file in the project, or `sqlite:////path`) or PostgreSQL (`postgres://…`).
 
     Under ASGI a persistent connection per request thread leaks connections, so PostgreSQL
     uses Django's psycopg pool (which requires CONN_MAX_AGE=0) with a short wait, so that an
@@ -58,23 +58,13 @@ def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]
     """
     url = env.get("DATABASE_URL", "").strip()
     if not url:
-        sqlite_file = base_dir / "var" / "scoreboard.sqlite3"
-        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(sqlite_file),
-            "OPTIONS": {
-                # WAL lets readers run beside the single writer; the timeout makes a writer
-                # wait for the lock instead of failing at once.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 10,
-            },
-        }
+        return _sqlite_config(base_dir / "var" / "scoreboard.sqlite3")
     config: dict[str, Any] = dict(dj_database_url.parse(url))
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return _sqlite_config(Path(config["NAME"]))
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(
-            f"DATABASE_URL must be a postgres:// URL (got engine {config['ENGINE']})."
+            f"DATABASE_URL must be a postgres:// or sqlite:// URL (got engine {config['ENGINE']})."
         )
     config["CONN_MAX_AGE"] = 0
     config["CONN_HEALTH_CHECKS"] = False
@@ -87,6 +77,21 @@ def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]
         },
     }
     return config
+
+
+def _sqlite_config(path: Path) -> dict[str, Any]:
+    path.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            # WAL lets readers run beside the single writer; the timeout makes a writer wait
+            # for the lock instead of failing at once.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 10,
+        },
+    }
 
 
 def cache_config(env: Mapping[str, str]) -> dict[str, Any]:

@@ -18,6 +18,17 @@ def test_no_database_url_means_a_sqlite_file_in_the_project(tmp_path: Path) -> N
     assert (tmp_path / "var").is_dir()  # SQLite creates the file, not its folder
 
 
+def test_sqlite_url_names_the_file(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/elsewhere/scores.sqlite3"}
+
+    database = config.database_config(env, base_dir=tmp_path / "project")
+
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["NAME"] == str(tmp_path / "elsewhere" / "scores.sqlite3")
+    assert (tmp_path / "elsewhere").is_dir()
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
 def test_postgres_url_means_psycopg_with_a_pool_that_fails_fast(tmp_path: Path) -> None:
     env = {"DATABASE_URL": "postgres://scores:pw@db.internal:5433/scoreboard"}
 
