@@ -43,6 +43,8 @@ def user_for_token(claims: Any) -> User:
     user = User.objects.filter(pk=user_id).first()
     if user is None or not user.is_active:
         raise Unauthorized()
-    if claims.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+    if jwt_settings.CHECK_REVOKE_TOKEN and claims.get(
+        jwt_settings.REVOKE_TOKEN_CLAIM
+    ) != get_md5_hash_password(user.password):
         raise Unauthorized()
     return user

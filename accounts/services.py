@@ -19,7 +19,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import Role, User
 from accounts.selectors import user_for_token, user_signing_key
-from scoreboard.errors import InvalidInput, TokenExpired, Unauthorized
+from scoreboard.errors import NON_FIELD_ERRORS, InvalidInput, TokenExpired, Unauthorized
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Role.USER: ("score.update", "leaderboard.view"),
@@ -42,7 +42,7 @@ def _invalid_from_validation_error(error: ValidationError) -> InvalidInput:
         return InvalidInput.for_fields(
             {field: list(messages) for field, messages in error.message_dict.items()}
         )
-    return InvalidInput.for_fields({"nonFieldErrors": list(error.messages)})
+    return InvalidInput.for_fields({NON_FIELD_ERRORS: list(error.messages)})
 
 
 def _normalized_country(country: str) -> str:
@@ -78,9 +78,7 @@ def user_register(
     try:
         validate_password(password, user)
     except ValidationError as error:
-        raise _invalid_from_validation_error(
-            ValidationError({"password": error.messages})
-        ) from None
+        raise InvalidInput.for_fields({"password": list(error.messages)}) from None
     _check_unique(username=user.username, email=user.email)
     user.set_password(password)
     try:

@@ -67,6 +67,8 @@ CODE_FOR_STATUS = {
 }
 
 OUTAGE_RETRY_AFTER_SECONDS = 5
+# Where errors about the body as a whole go in `details` (DRF's NON_FIELD_ERRORS_KEY too).
+NON_FIELD_ERRORS = "nonFieldErrors"
 REDIS_OUTAGES = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
 
 
@@ -200,7 +202,7 @@ def _code_and_message(exc: exceptions.APIException) -> tuple[str, str, Any]:
     if isinstance(exc, ApplicationError):
         return exc.error_code, str(exc.detail), exc.details
     if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"nonFieldErrors": exc.detail}
+        details = exc.detail if isinstance(exc.detail, dict) else {NON_FIELD_ERRORS: exc.detail}
         return "INVALID_INPUT", _first_validation_message(details), details
     if isinstance(exc, exceptions.ParseError):
         return "INVALID_INPUT", f"Malformed request body: {exc.detail}", None
@@ -219,7 +221,7 @@ def _first_validation_message(details: Any, path: str = "") -> str:
             return _first_validation_message(value, f"{path}.{key}" if path else str(key))
     if isinstance(details, list) and details:
         return _first_validation_message(details[0], path)
-    prefix = f"{path}: " if path and path != "nonFieldErrors" else ""
+    prefix = f"{path}: " if path and path != NON_FIELD_ERRORS else ""
     return f"{prefix}{details}" if details else "Request validation failed."
 
 

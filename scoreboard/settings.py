@@ -135,7 +135,7 @@ REST_FRAMEWORK = {
     # Client identity for throttles is REMOTE_ADDR: a spoofed X-Forwarded-For changes nothing.
     "NUM_PROXIES": 0,
     "UNAUTHENTICATED_USER": None,
-    "NON_FIELD_ERRORS_KEY": "nonFieldErrors",
+    "NON_FIELD_ERRORS_KEY": "nonFieldErrors",  # scoreboard.errors.NON_FIELD_ERRORS
 }
 
 SIMPLE_JWT = {
