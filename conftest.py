@@ -16,7 +16,10 @@ import redis
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from scoreboard.ratelimit import reset_local_counters
+
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 TEST_PASSWORD = "correct horse battery staple"
 
 
@@ -37,10 +40,24 @@ def redis_url() -> str:
     return url
 
 
+@pytest.fixture
+def dead_redis(settings: Any) -> None:
+    """Redis configured but unreachable: nothing listens on port 1, so connections are
+    refused at once (an outage, without mocking the client)."""
+    from scoreboard import config
+
+    settings.REDIS_URL = DEAD_REDIS_URL
+    settings.CACHES = config.cache_config({"REDIS_URL": DEAD_REDIS_URL})
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    """Throttle counters and cached values never leak from one test into the next."""
+    """Rate-limit counters and cached values never leak from one test into the next.
+
+    With REDIS_URL the cache's clear() flushes the Redis database, rate-limit keys included.
+    """
     cache.clear()
+    reset_local_counters()
 
 
 @pytest.fixture
@@ -104,6 +121,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
             "DEBUG": "0",
             "SECRET_KEY": "test-secret-" + "x" * 40,
             "SCOREBOARD_JWT_SIGNING_KEY": "test-jwt-" + "y" * 40,
+            "SCOREBOARD_ENCRYPTION_KEY": "test-encryption-" + "z" * 40,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('server')}/db.sqlite3",
             **env,

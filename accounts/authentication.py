@@ -7,6 +7,8 @@ be active and not have changed their password since the token was issued.
 
 from __future__ import annotations
 
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.request import Request
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, Token
@@ -27,3 +29,10 @@ class JWTAuthentication(authentication.JWTAuthentication):
 
     def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
         return user_for_token(validated_token)
+
+
+def request_user(request: Request) -> User:
+    """The authenticated player of an API request (views behind IsAuthenticated)."""
+    if not isinstance(request.user, User):
+        raise NotAuthenticated()
+    return request.user

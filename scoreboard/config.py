@@ -6,18 +6,31 @@ settings module. `settings.py` calls them with `os.environ`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+RATE_PERIODS = {"sec": 1, "min": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"([1-9][0-9]{0,8})/(sec|min|hour|day)")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Rate(NamedTuple):
+    """A rate-limit setting: at most `limit` requests per fixed window of `window_seconds`."""
+
+    limit: int
+    window_seconds: int
 
 
 def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -47,6 +60,37 @@ def env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0
 
 def env_list(env: Mapping[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
+def rate(env: Mapping[str, str], name: str, default: str) -> Rate:
+    """`N/sec`, `N/min`, `N/hour` or `N/day`, with N a positive integer; nothing else."""
+    raw = env.get(name, "").strip() or default
+    match = _RATE.fullmatch(raw)
+    if match is None:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate: use N/sec, N/min, N/hour or N/day (N ≥ 1)."
+        )
+    return Rate(int(match[1]), RATE_PERIODS[match[2]])
+
+
+def trusted_proxies(env: Mapping[str, str]) -> tuple[IPNetwork, ...]:
+    """SCOREBOARD_TRUSTED_PROXIES: comma-separated IPv4/IPv6 addresses or CIDR networks.
+
+    Strict: a network with host bits set (`10.0.0.1/8`) is refused rather than guessed at.
+    """
+    networks = []
+    for entry in env_list(env, "SCOREBOARD_TRUSTED_PROXIES"):
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as error:
+            raise ImproperlyConfigured(
+                f"SCOREBOARD_TRUSTED_PROXIES: {entry!r} is not an IP address or network ({error})."
+            ) from None
+    return tuple(networks)
+
+
+def redis_key_prefix(env: Mapping[str, str]) -> str:
+    return env.get("REDIS_KEY_PREFIX", "scoreboard")
 
 
 def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]:
@@ -103,7 +147,7 @@ def cache_config(env: Mapping[str, str]) -> dict[str, Any]:
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": redis_url,
-            "KEY_PREFIX": env.get("REDIS_KEY_PREFIX", "scoreboard"),
+            "KEY_PREFIX": redis_key_prefix(env),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": timeout,
@@ -121,7 +165,7 @@ def channel_layers_config(env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": env.get("REDIS_KEY_PREFIX", "scoreboard")},
+            "CONFIG": {"hosts": [redis_url], "prefix": redis_key_prefix(env)},
         }
     }
 

@@ -49,6 +49,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "NOT_ACCEPTABLE": (406, "No acceptable response format (the API speaks JSON)"),
     "PAYLOAD_TOO_LARGE": (413, "Request body over 64 KiB"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "Request body is not application/json"),
+    "IDEMPOTENCY_KEY_REUSED": (422, "Idempotency-Key already used with a different request"),
     "SERVICE_UNAVAILABLE": (503, "A dependency is unavailable; retry later"),
 }
 
@@ -115,6 +116,14 @@ class Forbidden(ApplicationError):
     default_detail = "You do not have permission to do this."
 
 
+class RateLimited(ApplicationError):
+    """Raise with `retry_after`: the seconds until the window that refused the request ends."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    error_code = "RATE_LIMIT_EXCEEDED"
+    default_detail = "Too many requests. Please wait before trying again."
+
+
 class ServiceUnavailable(ApplicationError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     error_code = "SERVICE_UNAVAILABLE"
@@ -129,6 +138,12 @@ class DatabaseUnavailable(ServiceUnavailable):
 class RedisUnavailable(ServiceUnavailable):
     error_code = "REDIS_ERROR"
     default_detail = "Redis is unavailable. Retry later."
+
+
+class IdempotencyKeyReused(ApplicationError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    error_code = "IDEMPOTENCY_KEY_REUSED"
+    default_detail = "This Idempotency-Key was already used with a different request."
 
 
 class PayloadTooLarge(ApplicationError):
@@ -179,6 +194,17 @@ def error_response(
     return mark_envelope(response)
 
 
+def application_error_response(error: ApplicationError) -> JsonResponse:
+    """The envelope for an ApplicationError raised outside a DRF view (e.g. in middleware)."""
+    return error_response(
+        error.error_code,
+        str(error.detail),
+        status_code=error.status_code,
+        details=error.details,
+        retry_after=error.retry_after,
+    )
+
+
 def _as_api_exception(exc: BaseException) -> exceptions.APIException | None:
     """Map non-DRF exceptions that have a defined client-facing meaning."""
     if isinstance(exc, exceptions.APIException):
@@ -221,7 +247,8 @@ def _first_validation_message(details: Any, path: str = "") -> str:
             return _first_validation_message(value, f"{path}.{key}" if path else str(key))
     if isinstance(details, list) and details:
         return _first_validation_message(details[0], path)
-    prefix = f"{path}: " if path and path != NON_FIELD_ERRORS else ""
+    path = path.removesuffix(NON_FIELD_ERRORS).removesuffix(".")
+    prefix = f"{path}: " if path else ""
     return f"{prefix}{details}" if details else "Request validation failed."
 
 

@@ -1,4 +1,4 @@
-"""Request ids, the body size limit and the `/api/` error envelope guard."""
+"""Request ids, the body size limit, the `/api/` error envelope guard and rate limits."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
-from scoreboard import errors
+from scoreboard import errors, ratelimit
+from scoreboard.client_ip import client_ip
 from scoreboard.request_context import bind_request_id, unbind_request_id
 
 logger = logging.getLogger("scoreboard.requests")
@@ -22,6 +23,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # An incoming id is echoed only when it cannot smuggle anything into logs or headers.
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 API_PREFIX = "/api/"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
 def request_id_from(incoming: str | None) -> str:
@@ -33,7 +35,8 @@ def request_id_from(incoming: str | None) -> str:
 class BeforeAfterMiddleware:
     """Middleware that works unchanged in sync (WSGI) and async (ASGI) stacks, so an ASGI
     request pays no extra thread hop for it. Subclasses implement `before` (which may answer
-    early), `after`, and `cleanup` (always run once the view has answered or raised)."""
+    early), `after`, and `cleanup` (always run once the view has answered or raised); one
+    whose `before` blocks overrides `abefore` to keep that off the event loop."""
 
     sync_capable = True
     async_capable = True
@@ -57,7 +60,7 @@ class BeforeAfterMiddleware:
         return self.after(request, response)
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        early = self.before(request)
+        early = await self.abefore(request)
         if early is not None:
             return self.after(request, early)
         try:
@@ -68,6 +71,9 @@ class BeforeAfterMiddleware:
 
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
         return None
+
+    async def abefore(self, request: HttpRequest) -> HttpResponseBase | None:
+        return self.before(request)
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         return response
@@ -142,10 +148,46 @@ class ApiErrorEnvelopeMiddleware(BeforeAfterMiddleware):
         replacement = errors.error_response(
             code, errors.ERROR_CODES[code][1], status_code=status_code
         )
-        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        for header in ("Allow", "Retry-After", "WWW-Authenticate", *ratelimit.RATE_LIMIT_HEADERS):
             if header in response:
                 replacement[header] = response[header]
         return replacement
+
+
+class RateLimitMiddleware(BeforeAfterMiddleware):
+    """Per client IP and per instance limits on every `/api/` request, before authentication,
+    so a flood of bad tokens is limited like any other; X-RateLimit-* on the way out.
+
+    If the store is down, writes are refused (503) and reads go through. Under ASGI the
+    Redis round trip (a synchronous call) runs in a worker thread, never on the event loop.
+    """
+
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        return self._limit(request) if request.path.startswith(API_PREFIX) else None
+
+    async def abefore(self, request: HttpRequest) -> HttpResponseBase | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if settings.REDIS_URL:  # a network round trip
+            return await sync_to_async(self._limit, thread_sensitive=False)(request)
+        return self._limit(request)
+
+    @staticmethod
+    def _limit(request: HttpRequest) -> HttpResponseBase | None:
+        checks = [
+            (ratelimit.api_ip_limit(), ratelimit.ip_identity(client_ip(request))),
+            (ratelimit.api_instance_limit(), settings.SCOREBOARD_INSTANCE_ID),
+        ]
+        try:
+            ratelimit.enforce(request, checks, fail_closed=request.method not in SAFE_METHODS)
+        except errors.ApplicationError as error:
+            return errors.application_error_response(error)
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        for header, value in ratelimit.rate_limit_headers(request).items():
+            response[header] = value
+        return response
 
 
 def payload_too_large_response() -> JsonResponse:

@@ -1,4 +1,5 @@
-"""OpenAPI documentation of the envelope: success wrappers and the shared error responses."""
+"""OpenAPI documentation of the envelope: success wrappers, the shared error responses and
+the rate-limit headers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
 from scoreboard.errors import ERROR_CODES
+from scoreboard.ratelimit import RATE_LIMIT_HEADERS
 
 ERROR_RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,6 +41,18 @@ ERROR_RESPONSE_DESCRIPTION = (
 )
 
 
+_INTEGER = {"type": "integer"}
+RESPONSE_HEADERS: dict[str, Any] = {
+    "X-RateLimit-Limit": {
+        "description": "Requests allowed per window by the tightest limit on this request.",
+        "schema": _INTEGER,
+    },
+    "X-RateLimit-Remaining": {"description": "Requests left in that window.", "schema": _INTEGER},
+    "X-RateLimit-Reset": {"description": "Seconds until that window ends.", "schema": _INTEGER},
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": _INTEGER},
+}
+
+
 def success_envelope(data: serializers.BaseSerializer, *, name: str) -> serializers.Serializer:
     """Document `{"success": true, "data": <data>, "message"?}` around a serializer."""
     return inline_serializer(
@@ -58,10 +72,12 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
         **ERROR_RESPONSE_SCHEMA,
         "description": ERROR_RESPONSE_DESCRIPTION,
     }
+    components["headers"] = RESPONSE_HEADERS
     reference = {"$ref": "#/components/schemas/ErrorResponse"}
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
+            _add_rate_limit_responses(responses, reference)
             for status_range, description in (
                 ("4XX", "Client error (see ErrorResponse for the codes)"),
                 ("5XX", "Server error or dependency outage"),
@@ -74,3 +90,24 @@ def add_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
                     },
                 )
     return result
+
+
+def _add_rate_limit_responses(responses: dict[str, Any], error: dict[str, str]) -> None:
+    """Every API request is rate-limited (docs/api.md): successes carry the X-RateLimit-*
+    headers, and any operation may answer 429 with Retry-After."""
+    rate_limit_headers = {name: _header(name) for name in RATE_LIMIT_HEADERS}
+    for status_code, response in responses.items():
+        if status_code.startswith("2"):
+            response.setdefault("headers", {}).update(rate_limit_headers)
+    responses.setdefault(
+        "429",
+        {
+            "description": "Rate limit exceeded (`RATE_LIMIT_EXCEEDED`); retry after `retryAfter`",
+            "headers": {"Retry-After": _header("Retry-After"), **rate_limit_headers},
+            "content": {"application/json": {"schema": error}},
+        },
+    )
+
+
+def _header(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}

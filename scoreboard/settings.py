@@ -6,6 +6,7 @@ in-memory channel layer, SQL leaderboard backend, DEBUG on with generated develo
 """
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +28,14 @@ JWT_SIGNING_KEY = config.secret(
     debug=DEBUG,
     dev_secret_file=DEV_SECRETS_DIR / "SCOREBOARD_JWT_SIGNING_KEY",
 )
+# Encrypts secrets stored in the database (see scoreboard/encryption.py).
+SCOREBOARD_ENCRYPTION_KEY = config.secret(
+    ENV,
+    "SCOREBOARD_ENCRYPTION_KEY",
+    debug=DEBUG,
+    dev_secret_file=DEV_SECRETS_DIR / "SCOREBOARD_ENCRYPTION_KEY",
+)
+SCOREBOARD_ENCRYPTION_KEY_FALLBACKS = config.env_list(ENV, "SCOREBOARD_ENCRYPTION_KEY_FALLBACKS")
 ALLOWED_HOSTS = config.allowed_hosts(ENV, debug=DEBUG)
 CSRF_TRUSTED_ORIGINS = config.env_list(ENV, "CSRF_TRUSTED_ORIGINS")
 
@@ -51,6 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "scoreboard.middleware.RequestIdMiddleware",
     "scoreboard.middleware.ApiErrorEnvelopeMiddleware",
+    "scoreboard.middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,6 +95,18 @@ DATABASES = {"default": config.database_config(ENV, base_dir=BASE_DIR)}
 CACHES = config.cache_config(ENV)
 CHANNEL_LAYERS = config.channel_layers_config(ENV)
 REDIS_URL = ENV.get("REDIS_URL", "").strip() or None
+REDIS_KEY_PREFIX = config.redis_key_prefix(ENV)
+
+# Rate limits (DESIGN.md §4, scoreboard/ratelimit.py): fixed windows, shared through Redis
+# when REDIS_URL is set, per process otherwise.
+SCOREBOARD_RATE_SCORE_UPDATES = config.rate(ENV, "SCOREBOARD_RATE_SCORE_UPDATES", "10/min")
+SCOREBOARD_RATE_API_PER_IP = config.rate(ENV, "SCOREBOARD_RATE_API_PER_IP", "100/min")
+SCOREBOARD_RATE_API_PER_INSTANCE = config.rate(ENV, "SCOREBOARD_RATE_API_PER_INSTANCE", "10000/min")
+SCOREBOARD_AUTH_RATE = config.rate(ENV, "SCOREBOARD_AUTH_RATE", "20/min")
+# Names the instance of the instance-wide limit; with Redis, processes sharing it share a count.
+SCOREBOARD_INSTANCE_ID = ENV.get("SCOREBOARD_INSTANCE_ID", "").strip() or socket.gethostname()
+# Peers whose X-Forwarded-For is believed (scoreboard/client_ip.py).
+SCOREBOARD_TRUSTED_PROXIES = config.trusted_proxies(ENV)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
@@ -117,6 +139,10 @@ WHITENOISE_USE_FINDERS = DEBUG
 # Bodies over 64 KiB are refused with 413 (DESIGN.md §4).
 MAX_REQUEST_BODY_BYTES = 64 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+# How long an Idempotency-Key is remembered (scoreboard/idempotency.py).
+SCOREBOARD_IDEMPOTENCY_TTL_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=1
+)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = not DEBUG
@@ -129,10 +155,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "scoreboard.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_RATES": {
-        "auth": ENV.get("SCOREBOARD_AUTH_RATE", "20/min"),
-    },
-    # Client identity for throttles is REMOTE_ADDR: a spoofed X-Forwarded-For changes nothing.
+    # Rate limits are scoreboard/ratelimit.py, not DRF throttles; should a throttle ever be
+    # added, its client identity stays REMOTE_ADDR (DRF's default believes X-Forwarded-For).
     "NUM_PROXIES": 0,
     "UNAUTHENTICATED_USER": None,
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",  # scoreboard.errors.NON_FIELD_ERRORS

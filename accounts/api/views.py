@@ -4,11 +4,9 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
@@ -21,9 +19,11 @@ from accounts.api.serializers import (
     TokenRefreshInputSerializer,
     UserOutputSerializer,
 )
-from accounts.authentication import JWTAuthentication
-from accounts.models import User
+from accounts.authentication import JWTAuthentication, request_user
+from scoreboard import ratelimit
 from scoreboard.api import success
+from scoreboard.client_ip import client_ip
+from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
 
 
@@ -39,12 +39,15 @@ def _token_pair_data(pair: services.TokenPair) -> dict[str, Any]:
 
 
 class PublicAuthView(APIView):
-    """Credential endpoints: no JWT needed, throttled per client address."""
+    """Credential endpoints: no JWT needed, rate-limited per client address."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "auth"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        identity = ratelimit.ip_identity(client_ip(request))
+        ratelimit.enforce(request, [(ratelimit.auth_limit(), identity)], fail_closed=True)
 
     def get_authenticate_header(self, request: Request) -> str:
         # Without one, DRF turns the 401 of a wrong password into a 403.
@@ -104,7 +107,7 @@ class MeView(APIView):
         responses={200: success_envelope(UserOutputSerializer(), name="ProfileResponse")},
     )
     def get(self, request: Request) -> Response:
-        return success(UserOutputSerializer(_user(request)).data)
+        return success(UserOutputSerializer(request_user(request)).data)
 
     @extend_schema(
         operation_id="users_me_update",
@@ -116,7 +119,7 @@ class MeView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         user = services.user_update_profile(
-            user=_user(request),
+            user=request_user(request),
             country=data.get("country"),
             avatar=data.get("avatar"),
             hide_from_leaderboards=data.get("hideFromLeaderboards"),
@@ -130,12 +133,7 @@ class SigningKeyRotateView(APIView):
         request=None,
         responses={200: success_envelope(SigningKeyOutputSerializer(), name="SigningKeyResponse")},
     )
+    @idempotent
     def post(self, request: Request) -> Response:
-        signing_key = services.user_rotate_signing_key(user=_user(request))
+        signing_key = services.user_rotate_signing_key(user=request_user(request))
         return success({"signingKey": signing_key}, message="Signing key rotated")
-
-
-def _user(request: Request) -> User:
-    if not isinstance(request.user, User):
-        raise NotAuthenticated()
-    return request.user

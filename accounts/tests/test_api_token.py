@@ -17,6 +17,7 @@ from accounts.selectors import user_signing_key
 from accounts.tests.helpers import (
     HEX_KEY,
     REFRESH_URL,
+    REGISTER_URL,
     TOKEN_URL,
     assert_error,
     assert_invalid,
@@ -25,6 +26,7 @@ from accounts.tests.helpers import (
     signed_jwt,
 )
 from conftest import TEST_PASSWORD
+from scoreboard.config import Rate
 
 pytestmark = pytest.mark.django_db
 
@@ -474,43 +476,84 @@ def test_refresh_request_of_the_wrong_shape_is_invalid_input(
     assert_invalid(response, details)
 
 
-# --- throttling ----------------------------------------------------------------------------
+# --- rate limiting -------------------------------------------------------------------------
 
-AUTH_RATE_PER_MINUTE = 20
+AUTH_LIMIT = 3  # per client address per minute, lowered from the default 20 by `auth_rate`
+TOO_MANY_ATTEMPTS = "Too many authentication attempts. Please wait before trying again."
+
+
+@pytest.fixture
+def auth_rate(settings: Any) -> None:
+    settings.SCOREBOARD_AUTH_RATE = Rate(AUTH_LIMIT, 60)
 
 
 def use_up_log_in_attempts(client: APIClient) -> list[str]:
     """Fail to log in as often as the auth rate allows; the error codes of those attempts."""
     return [
         obtain(client, "ProGamer123", "wrong password").json()["error"]["code"]
-        for _ in range(AUTH_RATE_PER_MINUTE)
+        for _ in range(AUTH_LIMIT)
     ]
 
 
-def test_token_endpoint_is_throttled_per_client(api_client: APIClient, user: User) -> None:
-    # given twenty failed log-ins from one address within a minute
+@pytest.mark.usefixtures("auth_rate")
+def test_token_endpoint_is_rate_limited_per_client(api_client: APIClient, user: User) -> None:
+    # given as many failed log-ins from one address as the auth rate allows
     # (their 401 status is asserted by test_wrong_password_is_unauthorized)
     codes = use_up_log_in_attempts(api_client)
-    assert codes == ["UNAUTHORIZED"] * AUTH_RATE_PER_MINUTE
+    assert codes == ["UNAUTHORIZED"] * AUTH_LIMIT
 
-    # when the twenty-first arrives
+    # when one more arrives
     response = obtain(api_client, "ProGamer123", "wrong password")
 
-    # then it is limited, saying when to retry in the body and the Retry-After header
+    # then it is limited, saying when to retry in the body and the headers
     retry_after = response.json()["error"]["retryAfter"]
     assert isinstance(retry_after, int)
-    assert 0 < retry_after <= 60
+    assert 1 <= retry_after <= 60
     assert_error(
         response,
         status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         code="RATE_LIMIT_EXCEEDED",
-        message=f"Too many requests. Retry in {retry_after} seconds.",
+        message=TOO_MANY_ATTEMPTS,
         retry_after=retry_after,
     )
     assert response["Retry-After"] == str(retry_after)
+    assert (
+        response["X-RateLimit-Limit"],
+        response["X-RateLimit-Remaining"],
+        response["X-RateLimit-Reset"],
+    ) == (str(AUTH_LIMIT), "0", str(retry_after))
 
 
-def test_throttled_client_is_refused_even_with_the_right_password(
+@pytest.mark.usefixtures("auth_rate")
+def test_log_in_reports_the_attempts_left(api_client: APIClient, user: User) -> None:
+    # when the player logs in once
+    response = obtain(api_client, "ProGamer123")
+
+    # then the headers count down the auth limit, the tightest one on this endpoint
+    assert response.status_code == status.HTTP_200_OK, response.content
+    assert response["X-RateLimit-Limit"] == str(AUTH_LIMIT)
+    assert response["X-RateLimit-Remaining"] == str(AUTH_LIMIT - 1)
+    assert 1 <= int(response["X-RateLimit-Reset"]) <= 60
+
+
+@pytest.mark.usefixtures("auth_rate")
+def test_register_token_and_refresh_share_one_budget(api_client: APIClient, user: User) -> None:
+    # given a log-in, a refresh and a registration from one address
+    refresh_token = obtain_pair(api_client, user)["refreshToken"]
+    assert refresh(api_client, refresh_token).status_code == status.HTTP_200_OK
+    registration = {"username": "Other_1", "email": "o@example.com", "password": TEST_PASSWORD}
+    assert api_client.post(REGISTER_URL, registration, format="json").status_code == 201
+
+    # when it tries any of the three again
+    response = refresh(api_client, "a.b.c")
+
+    # then the shared auth budget is spent
+    assert response.status_code == status.HTTP_429_TOO_MANY_REQUESTS
+    assert response.json()["error"]["message"] == TOO_MANY_ATTEMPTS
+
+
+@pytest.mark.usefixtures("auth_rate")
+def test_limited_client_is_refused_even_with_the_right_password(
     api_client: APIClient, user: User
 ) -> None:
     # given a client that used up its log-in attempts
@@ -522,11 +565,11 @@ def test_throttled_client_is_refused_even_with_the_right_password(
     # then it is still limited (no token is issued)
     assert response.status_code == status.HTTP_429_TOO_MANY_REQUESTS
     assert response.json()["error"]["code"] == "RATE_LIMIT_EXCEEDED"
+    assert "accessToken" not in response.content.decode()
 
 
-def test_spoofed_forwarded_for_does_not_escape_the_throttle(
-    api_client: APIClient, user: User
-) -> None:
+@pytest.mark.usefixtures("auth_rate")
+def test_spoofed_forwarded_for_does_not_escape_the_limit(api_client: APIClient, user: User) -> None:
     # given a client that used up its log-in attempts
     use_up_log_in_attempts(api_client)
 
@@ -540,3 +583,20 @@ def test_spoofed_forwarded_for_does_not_escape_the_throttle(
 
     # then it is still limited
     assert response.status_code == status.HTTP_429_TOO_MANY_REQUESTS
+
+
+@pytest.mark.usefixtures("auth_rate")
+def test_another_address_has_its_own_budget(api_client: APIClient, user: User) -> None:
+    # given a client that used up its log-in attempts
+    use_up_log_in_attempts(api_client)
+
+    # when the player logs in from another address
+    response = api_client.post(
+        TOKEN_URL,
+        {"username": "ProGamer123", "password": TEST_PASSWORD},
+        format="json",
+        REMOTE_ADDR="198.51.100.20",
+    )
+
+    # then that address is not limited
+    assert response.status_code == status.HTTP_200_OK, response.content

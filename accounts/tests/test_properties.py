@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.tests.helpers import ME_URL, REFRESH_URL, REGISTER_URL, UtcTimestamp
 from conftest import TEST_PASSWORD
+from scoreboard.ratelimit import reset_local_counters
 
 REGISTER_FIELDS = ["username", "email", "password", "country", "avatar"]
 PROFILE_FIELDS = ["country", "avatar", "hideFromLeaderboards"]
@@ -103,8 +104,9 @@ class EnvelopeAssertions(TestCase):
 
     def setup_example(self) -> None:
         super().setup_example()
-        # Each example is a fresh client within the auth throttle (20/min per address).
+        # Each example is a fresh client within the rate limits (auth: 20/min per address).
         cache.clear()
+        reset_local_counters()
 
     def assert_error_envelope(self, response: Any, code: str) -> None:
         body = response.json()

@@ -47,6 +47,25 @@ def test_every_operation_documents_error_responses(schema: dict[str, Any]) -> No
                 }, f"{method.upper()} {path}"
 
 
+def test_every_operation_documents_rate_limiting(schema: dict[str, Any]) -> None:
+    headers = schema["components"]["headers"]
+    rate_limit_headers = {
+        name: {"$ref": f"#/components/headers/{name}"}
+        for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+    }
+    assert set(headers) == {"Retry-After", *rate_limit_headers}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            where = f"{method.upper()} {path}"
+            assert responses["429"]["headers"] == {
+                "Retry-After": {"$ref": "#/components/headers/Retry-After"},
+                **rate_limit_headers,
+            }, where
+            for code in (code for code in responses if code.startswith("2")):
+                assert responses[code]["headers"] == rate_limit_headers, where
+
+
 def test_authenticated_operations_declare_the_bearer_scheme(schema: dict[str, Any]) -> None:
     assert schema["components"]["securitySchemes"]["jwtAuth"]["scheme"] == "bearer"
     assert schema["paths"]["/api/v1/users/me"]["get"]["security"] == [{"jwtAuth": []}]

@@ -13,6 +13,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
     "SECRET_KEY": "k" * 50,
     "SCOREBOARD_JWT_SIGNING_KEY": "j" * 50,
+    "SCOREBOARD_ENCRYPTION_KEY": "e" * 50,
     "ALLOWED_HOSTS": "scores.example.com",
 }
 PRINT_MODE = (
@@ -24,6 +25,7 @@ CONFIG_VARIABLES = (
     "DEBUG",
     "SECRET_KEY",
     "SCOREBOARD_JWT_SIGNING_KEY",
+    "SCOREBOARD_ENCRYPTION_KEY",
     "ALLOWED_HOSTS",
     "DATABASE_URL",
     "REDIS_URL",
@@ -58,7 +60,10 @@ def test_no_variables_runs_embedded_with_a_loud_development_key_warning() -> Non
     assert "WARNING: SCOREBOARD_JWT_SIGNING_KEY is not set" in result.stderr
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "SCOREBOARD_JWT_SIGNING_KEY", "ALLOWED_HOSTS"])
+@pytest.mark.parametrize(
+    "missing",
+    ["SECRET_KEY", "SCOREBOARD_JWT_SIGNING_KEY", "SCOREBOARD_ENCRYPTION_KEY", "ALLOWED_HOSTS"],
+)
 def test_debug_off_refuses_to_start_without_each_secret(missing: str) -> None:
     env = {k: v for k, v in SECRETS.items() if k != missing}
 
