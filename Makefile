@@ -29,6 +29,7 @@ migrate: $(VENV)/.requirements
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 run: migrate
+	$(BIN)/python manage.py load_actions
 	$(BIN)/python manage.py seed_demo
 	$(MAKE) serve
 

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "channels",
     "scoreboard",
     "accounts",
+    "scoring",
     "realtime",
 ]
 
@@ -161,6 +162,18 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "NON_FIELD_ERRORS_KEY": "nonFieldErrors",  # scoreboard.errors.NON_FIELD_ERRORS
 }
+
+# Score pipeline (DESIGN.md §2, §4): token lifetime and how fresh signed timestamps must be.
+SCOREBOARD_ACTION_TOKEN_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_ACTION_TOKEN_SECONDS", 300, minimum=10
+)
+SCOREBOARD_PROOF_MAX_AGE_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_PROOF_MAX_AGE_SECONDS", 60, minimum=1
+)
+SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS", 300, minimum=1
+)
+SCOREBOARD_CLOCK_SKEW_SECONDS = config.env_int(ENV, "SCOREBOARD_CLOCK_SKEW_SECONDS", 10)
 
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import request_user
+from scoreboard import ratelimit
+from scoreboard.api import success
+from scoreboard.client_ip import client_ip
+from scoreboard.idempotency import idempotent
+from scoreboard.openapi import success_envelope
+from scoring import selectors, services
+from scoring.api.serializers import (
+    ActionCompleteInputSerializer,
+    ActionTokenOutputSerializer,
+    ScoreHistoryItemSerializer,
+    ScoreHistoryPageSerializer,
+    ScoreUpdateInputSerializer,
+    ScoreUpdateOutputSerializer,
+)
+
+ACTION_TOKEN_HEADER = OpenApiParameter(
+    "X-Action-Token",
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="The one-time token from `POST /api/v1/actions/complete`.",
+)
+
+
+class ActionCompleteView(APIView):
+    @extend_schema(
+        operation_id="actions_complete",
+        request=ActionCompleteInputSerializer,
+        responses={
+            201: success_envelope(ActionTokenOutputSerializer(), name="ActionTokenResponse")
+        },
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = ActionCompleteInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = services.action_complete(user=request_user(request), claim=serializer.to_claim())
+        return success(
+            {
+                "actionToken": issued.token,
+                "expiresIn": issued.expires_in,
+                "scoreIncrement": issued.score_increment,
+            },
+            status_code=status.HTTP_201_CREATED,
+        )
+
+
+class ScoreUpdateView(APIView):
+    @extend_schema(
+        operation_id="scores_update",
+        parameters=[ACTION_TOKEN_HEADER],
+        request=ScoreUpdateInputSerializer,
+        responses={
+            200: success_envelope(ScoreUpdateOutputSerializer(), name="ScoreUpdateResponse")
+        },
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        user = request_user(request)
+        ratelimit.enforce(
+            request, [(ratelimit.score_update_limit(), str(user.pk))], fail_closed=True
+        )
+        serializer = ScoreUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        applied = services.score_update_submit(
+            user=user,
+            claim=serializer.to_claim(),
+            action_token=request.headers.get("X-Action-Token", ""),
+            ip_address=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        update = applied.score_update
+        return success(
+            ScoreUpdateOutputSerializer(
+                {
+                    "userId": update.user_id,
+                    "newScore": applied.new_score,
+                    "scoreIncrement": update.score_increment,
+                    "rank": applied.new_rank,
+                    "previousRank": applied.previous_rank,
+                    "timestamp": update.created_at,
+                }
+            ).data,
+            message="Score updated successfully",
+        )
+
+
+class HistoryPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+
+class ScoreHistoryView(APIView):
+    @extend_schema(
+        operation_id="users_me_history",
+        parameters=[
+            OpenApiParameter("cursor", str, description="From `next` or `previous`."),
+            OpenApiParameter("limit", int, description="Items per page, 1 to 100 (20)."),
+        ],
+        responses={
+            200: success_envelope(ScoreHistoryPageSerializer(), name="ScoreHistoryResponse")
+        },
+    )
+    def get(self, request: Request) -> Response:
+        paginator = HistoryPagination()
+        page = paginator.paginate_queryset(
+            selectors.score_updates_for_user(user_id=request_user(request).pk), request, view=self
+        )
+        return success(
+            {
+                "items": ScoreHistoryItemSerializer(page, many=True).data,
+                "next": paginator.get_next_link(),
+                "previous": paginator.get_previous_link(),
+            }
+        )

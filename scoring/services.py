@@ -1,0 +1,391 @@
+"""Writes of the score pipeline: game servers, the action catalog, action tokens and the one
+path that changes a score (`score_update_apply`)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.selectors import user_signing_key
+from scoreboard.encryption import encrypt_text
+from scoreboard.errors import Forbidden
+from scoring import anticheat
+from scoring.exceptions import (
+    ActionAlreadyCompleted,
+    ActionNotFound,
+    DailyCapReached,
+    InvalidActionToken,
+)
+from scoring.models import (
+    USER_AGENT_MAX_LENGTH,
+    Action,
+    ActionToken,
+    GameServer,
+    ScoreStatus,
+    ScoreTotal,
+    ScoreUpdate,
+)
+from scoring.periods import DEFAULT_BOARD, Period, period_starts
+from scoring.selectors import action_active_by_type, rank_for_score
+from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
+
+# The catalog `load_actions` installs: (type, points, description, minimum seconds, daily cap).
+DEFAULT_ACTIONS: tuple[tuple[str, int, str, int, int | None], ...] = (
+    ("COMPLETE_QUEST", 50, "Finish a quest.", 30, None),
+    ("WIN_GAME", 100, "Win a match.", 60, None),
+    ("ACHIEVEMENT_UNLOCK", 25, "Unlock an achievement.", 0, None),
+    ("DAILY_LOGIN", 10, "First log-in of the UTC day.", 0, 1),
+)
+GAME_SERVER_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedActionToken:
+    token: str
+    expires_in: int
+    score_increment: int
+
+
+@dataclass(frozen=True)
+class AppliedScoreUpdate:
+    score_update: ScoreUpdate
+    new_score: int
+    previous_rank: int | None
+    new_rank: int | None
+
+
+def hash_action_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def game_server_create(*, name: str) -> tuple[GameServer, str]:
+    """Register a game server; returns it with its secret, which is shown only this once."""
+    secret = secrets.token_hex(32)
+    server = GameServer.objects.create(
+        name=name,
+        key_id=f"gs_{secrets.token_hex(8)}",
+        secret_encrypted=encrypt_text(secret),
+    )
+    return server, secret
+
+
+def actions_load_defaults() -> list[Action]:
+    """Install the default catalog. Existing actions are left as operators configured them."""
+    created = []
+    for action_type, points, description, min_seconds, daily_cap in DEFAULT_ACTIONS:
+        action, was_created = Action.objects.get_or_create(
+            action_type=action_type,
+            defaults={
+                "base_points": points,
+                "description": description,
+                "min_duration_seconds": min_seconds,
+                "daily_cap_per_user": daily_cap,
+            },
+        )
+        if was_created:
+            created.append(action)
+    return created
+
+
+@dataclass(frozen=True)
+class ActionClaim:
+    """A validated `actions/complete` body. The `*_text` fields are exactly as sent: they are
+    what the game server signed."""
+
+    action_type: str
+    action_id: uuid.UUID
+    action_id_text: str
+    timestamp: datetime
+    timestamp_text: str
+    key_id: str
+    signature: str
+
+
+@dataclass(frozen=True)
+class ScoreClaim:
+    """A validated `scores/update` body, with the fields the client signed exactly as sent."""
+
+    user_id: uuid.UUID
+    user_id_text: str
+    action_type: str
+    action_id: uuid.UUID
+    action_id_text: str
+    score_increment: int
+    timestamp: datetime
+    timestamp_text: str
+    client_signature: str
+
+
+def action_complete(*, user: User, claim: ActionClaim) -> IssuedActionToken:
+    """Turn a game server's proof that `user` completed an action into a one-time token.
+
+    The proof is HMAC-SHA256(server secret, `userId:actionType:actionId:timestamp`) over the
+    fields exactly as sent. Each actionId can be completed once, ever.
+    """
+    server = anticheat.game_server_verify_proof(
+        key_id=claim.key_id,
+        message=f"{user.pk}:{claim.action_type}:{claim.action_id_text}:{claim.timestamp_text}",
+        signature=claim.signature,
+    )
+    now = timezone.now()
+    anticheat.check_timestamp_window(
+        claim.timestamp, now=now, max_age_seconds=settings.SCOREBOARD_PROOF_MAX_AGE_SECONDS
+    )
+    action = action_active_by_type(claim.action_type)
+    if action is None:
+        raise ActionNotFound(f"No active action of type {claim.action_type}.")
+    if ActionToken.objects.filter(action_id=claim.action_id).exists():
+        raise ActionAlreadyCompleted()
+
+    token = secrets.token_urlsafe(32)  # 256 random bits
+    lifetime = settings.SCOREBOARD_ACTION_TOKEN_SECONDS
+    with transaction.atomic():
+        if action.daily_cap_per_user is not None:
+            _check_daily_cap(user=user, action=action, now=now)
+        try:
+            with transaction.atomic():
+                ActionToken.objects.create(
+                    user=user,
+                    action_type=action,
+                    action_id=claim.action_id,
+                    game_server=server,
+                    token_hash=hash_action_token(token),
+                    points=action.base_points,
+                    completed_at=claim.timestamp,
+                    expires_at=now + timedelta(seconds=lifetime),
+                )
+        except IntegrityError:
+            raise ActionAlreadyCompleted() from None
+    _touch_game_server(server, now=now)
+    return IssuedActionToken(token=token, expires_in=lifetime, score_increment=action.base_points)
+
+
+def _check_daily_cap(*, user: User, action: Action, now: datetime) -> None:
+    # The user's row lock serialises this player's completions, so two at once cannot both
+    # take the last slot; other players are not held up.
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    issued_today = ActionToken.objects.filter(
+        user=user, action_type=action, created_at__gte=day_start
+    ).count()
+    if action.daily_cap_per_user is not None and issued_today >= action.daily_cap_per_user:
+        next_day = day_start + timedelta(days=1)
+        raise DailyCapReached(
+            f"{action.action_type} can be completed {action.daily_cap_per_user} times a day.",
+            retry_after=max(1, math.ceil((next_day - now).total_seconds())),
+        )
+
+
+def _touch_game_server(server: GameServer, *, now: datetime) -> None:
+    """Record use at most once a minute, so a busy server's row is not a write hot spot."""
+    GameServer.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - GAME_SERVER_LAST_USED_RESOLUTION),
+        pk=server.pk,
+    ).update(last_used_at=now)
+
+
+def score_update_submit(
+    *,
+    user: User,
+    claim: ScoreClaim,
+    action_token: str,
+    ip_address: str | None,
+    user_agent: str,
+) -> AppliedScoreUpdate:
+    """Check a client's claim of points and apply it: the claim is the caller's own, fresh,
+    signed with the caller's signing key, and backed by an unused action token for exactly
+    this action and increment."""
+    if claim.user_id != user.pk:
+        raise Forbidden("userId must be the authenticated user.")
+    anticheat.check_timestamp_window(
+        claim.timestamp,
+        now=timezone.now(),
+        max_age_seconds=settings.SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS,
+    )
+    _verify_client_signature(user=user, claim=claim)
+    if not action_token:
+        raise InvalidActionToken("The X-Action-Token header is required.")
+    return score_update_apply(
+        user=user,
+        action_token=action_token,
+        action_type=claim.action_type,
+        action_id=claim.action_id,
+        score_increment=claim.score_increment,
+        client_timestamp=claim.timestamp,
+        ip_address=ip_address,
+        user_agent=user_agent,
+    )
+
+
+def _verify_client_signature(*, user: User, claim: ScoreClaim) -> None:
+    """The client signs userId + actionId + timestamp + scoreIncrement (fields as sent) with
+    its signing key. Keys derived from SECRET_KEY_FALLBACKS are accepted during a rotation."""
+    message = (
+        f"{claim.user_id_text}{claim.action_id_text}{claim.timestamp_text}{claim.score_increment}"
+    )
+    keys = [user_signing_key(user)] + [
+        user_signing_key(user, secret=fallback) for fallback in settings.SECRET_KEY_FALLBACKS
+    ]
+    anticheat.check_client_signature(keys=keys, message=message, signature=claim.client_signature)
+
+
+def score_update_apply(
+    *,
+    user: User,
+    action_token: str,
+    action_type: str,
+    action_id: uuid.UUID,
+    score_increment: int,
+    client_timestamp: datetime | None,
+    ip_address: str | None,
+    user_agent: str,
+) -> AppliedScoreUpdate:
+    """Spend an action token and add its points, in one transaction.
+
+    The token is consumed by one conditional UPDATE, so of any number of concurrent
+    submissions exactly one wins. Totals are added in the database (no read-modify-write), and
+    the audit row records the scores and ranks before and after. `score_committed` is sent
+    after commit.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        token = _consume_action_token(
+            user=user,
+            token=action_token,
+            action_type=action_type,
+            action_id=action_id,
+            score_increment=score_increment,
+            now=now,
+        )
+        totals = score_totals_add(user=user, board=DEFAULT_BOARD, points=token.points, now=now)
+        new_score = totals[Period.ALL_TIME].score
+        previous_score = new_score - token.points
+        ranked = user.is_active and not user.hide_from_leaderboards
+        previous_rank = (
+            rank_for_score(score=previous_score, excluding_user_id=user.pk) if ranked else None
+        )
+        new_rank = rank_for_score(score=new_score, excluding_user_id=user.pk) if ranked else None
+        score_update = ScoreUpdate.objects.create(
+            user=user,
+            board=DEFAULT_BOARD,
+            action_type=action_type,
+            action_id=action_id,
+            action_token=token,
+            score_increment=token.points,
+            previous_score=previous_score,
+            new_score=new_score,
+            previous_rank=previous_rank,
+            new_rank=new_rank,
+            ip_address=ip_address,
+            user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
+            client_timestamp=client_timestamp,
+            verified=True,
+            status=ScoreStatus.COUNTED,
+            created_at=now,
+        )
+        announce_on_commit(
+            ScoreCommitted(
+                score_update_id=score_update.pk,
+                user_id=user.pk,
+                username=user.username,
+                country=user.country,
+                avatar=user.avatar,
+                visible=ranked,
+                board=DEFAULT_BOARD,
+                status=score_update.status,
+                score_increment=token.points,
+                totals=totals,
+                previous_rank=previous_rank,
+                new_rank=new_rank,
+                committed_at=now,
+            )
+        )
+    return AppliedScoreUpdate(
+        score_update=score_update,
+        new_score=new_score,
+        previous_rank=previous_rank,
+        new_rank=new_rank,
+    )
+
+
+def _consume_action_token(
+    *,
+    user: User,
+    token: str,
+    action_type: str,
+    action_id: uuid.UUID,
+    score_increment: int,
+    now: datetime,
+) -> ActionToken:
+    found = ActionToken.objects.filter(token_hash=hash_action_token(token)).first()
+    # Another player's token is reported like an unknown one: nothing is revealed about it.
+    if found is None or found.user_id != user.pk:
+        raise InvalidActionToken()
+    if found.used_at is not None or not found.is_valid:
+        raise InvalidActionToken("Action token was already used.")
+    if found.expires_at <= now:
+        raise InvalidActionToken("Action token has expired.")
+    if (
+        found.action_id != action_id
+        or found.action_type_id != action_type
+        or found.points != score_increment
+    ):
+        raise InvalidActionToken(
+            "Action token was issued for another action, type or score increment."
+        )
+    consumed = ActionToken.objects.filter(
+        pk=found.pk, used_at__isnull=True, is_valid=True, expires_at__gt=now
+    ).update(used_at=now, is_valid=False)
+    if consumed != 1:
+        raise InvalidActionToken("Action token was already used.")
+    found.used_at = now
+    found.is_valid = False
+    return found
+
+
+def score_totals_add(
+    *, user: User, board: str, points: int, now: datetime
+) -> dict[str, PeriodTotal]:
+    """Add points to the user's total for every period bucket `now` falls into, with one
+    INSERT … ON CONFLICT DO UPDATE that adds in the database (row-locked, so concurrent
+    updates of one user all count). Returns the new totals by period."""
+    starts = period_starts(now)
+    user_id = User._meta.pk.get_db_prep_value(user.pk, connection)
+    reached_at = connection.ops.adapt_datetimefield_value(now)
+    params: list[Any] = []
+    for period, start in starts.items():
+        params += [board, period, connection.ops.adapt_datefield_value(start), user_id]
+        params += [points, reached_at, 1]
+    table = connection.ops.quote_name(ScoreTotal._meta.db_table)
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(starts))
+    sql = (
+        f"INSERT INTO {table} "  # noqa: S608
+        "(board, period, period_start, user_id, score, reached_at, version) "
+        f"VALUES {rows} ON CONFLICT (board, period, period_start, user_id) DO UPDATE SET "
+        f"score = {table}.score + excluded.score, reached_at = excluded.reached_at, "
+        f"version = {table}.version + 1 "
+        "RETURNING period, score, version"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = {period: (score, version) for period, score, version in cursor.fetchall()}
+    return {
+        period: PeriodTotal(
+            period_start=start,
+            score=int(returned[period][0]),
+            reached_at=now,
+            version=int(returned[period][1]),
+        )
+        for period, start in starts.items()
+    }
