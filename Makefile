@@ -31,6 +31,7 @@ migrate: $(VENV)/.requirements
 run: migrate
 	$(BIN)/python manage.py load_actions
 	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py rebuild_leaderboards
 	$(MAKE) serve
 
 serve:

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "scoreboard",
     "accounts",
     "scoring",
+    "leaderboard",
     "realtime",
 ]
 
@@ -174,6 +175,9 @@ SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS = config.env_int(
     ENV, "SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS", 300, minimum=1
 )
 SCOREBOARD_CLOCK_SKEW_SECONDS = config.env_int(ENV, "SCOREBOARD_CLOCK_SKEW_SECONDS", 10)
+
+# Leaderboards: how many entries an archived period keeps.
+SCOREBOARD_SNAPSHOT_SIZE = config.env_int(ENV, "SCOREBOARD_SNAPSHOT_SIZE", 100, minimum=1)
 
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",

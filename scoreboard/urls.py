@@ -7,6 +7,7 @@ from scoreboard import health
 urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("scoring.api.urls")),
+    path("api/v1/", include("leaderboard.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),

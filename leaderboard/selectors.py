@@ -1,0 +1,189 @@
+"""Board reads: pages, around-me and the caller's own standing, with the players' public
+details. The backend is the Redis index when `REDIS_URL` is set, with the database as its
+fallback while Redis is unreachable or not yet rebuilt; otherwise the database alone."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from leaderboard.backends.base import Board, BoardKey, Position, Standing
+from leaderboard.backends.redis import IndexNotReady, RedisBoard
+from leaderboard.backends.sql import SqlBoard
+from scoreboard.errors import REDIS_OUTAGES
+from scoring.models import ScoreTotal
+from scoring.periods import DEFAULT_BOARD, period_start
+
+logger = logging.getLogger(__name__)
+
+INDEX_UNAVAILABLE = (IndexNotReady, *REDIS_OUTAGES)
+
+
+class FallbackBoard:
+    """The Redis index, answered by the database whenever the index cannot answer."""
+
+    def __init__(self, primary: Board, fallback: Board) -> None:
+        self.primary = primary
+        self.fallback = fallback
+
+    def top(self, key: BoardKey, *, offset: int, limit: int) -> list[Standing]:
+        try:
+            return self.primary.top(key, offset=offset, limit=limit)
+        except INDEX_UNAVAILABLE as error:
+            _log_fallback(error)
+            return self.fallback.top(key, offset=offset, limit=limit)
+
+    def position(self, key: BoardKey, user_id: uuid.UUID) -> Position | None:
+        try:
+            return self.primary.position(key, user_id)
+        except INDEX_UNAVAILABLE as error:
+            _log_fallback(error)
+            return self.fallback.position(key, user_id)
+
+    def total(self, key: BoardKey) -> int:
+        try:
+            return self.primary.total(key)
+        except INDEX_UNAVAILABLE as error:
+            _log_fallback(error)
+            return self.fallback.total(key)
+
+
+def _log_fallback(error: Exception) -> None:
+    logger.warning("Leaderboard index unavailable, reading the database: %r", error)
+
+
+def board_backend() -> Board:
+    if settings.REDIS_URL:
+        return FallbackBoard(primary=RedisBoard(), fallback=SqlBoard())
+    return SqlBoard()
+
+
+def board_key(
+    *, period: str, country: str = "", board: str = DEFAULT_BOARD, at: datetime | None = None
+) -> BoardKey:
+    """The key of the bucket of `period` that `at` (default: now) falls into."""
+    return BoardKey(
+        board=board,
+        period=period,
+        period_start=period_start(period, at or timezone.now()),
+        country=country,
+    )
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int
+    user_id: uuid.UUID
+    username: str
+    score: int
+    avatar: str
+    country: str
+    last_updated: datetime
+
+
+@dataclass(frozen=True)
+class OwnStanding:
+    """The caller on a board: rank None when they are not on it (no points yet, hidden)."""
+
+    rank: int | None
+    user_id: uuid.UUID
+    username: str
+    score: int
+
+
+@dataclass(frozen=True)
+class BoardPage:
+    rows: list[BoardRow]
+    current_user: OwnStanding
+    total_users: int
+
+
+def leaderboard_page(*, key: BoardKey, offset: int, limit: int, viewer: User) -> BoardPage:
+    board = board_backend()
+    return BoardPage(
+        rows=with_profiles(board.top(key, offset=offset, limit=limit)),
+        current_user=_own_standing(board, key, viewer),
+        total_users=board.total(key),
+    )
+
+
+def leaderboard_around(*, key: BoardKey, limit: int, viewer: User) -> BoardPage:
+    """Up to `limit` entries above and below the viewer. A viewer who is not on the board
+    would come last, so they see the last `limit` entries."""
+    board = board_backend()
+    total = board.total(key)
+    position = board.position(key, viewer.pk)
+    if position is None:
+        offset, count = max(0, total - limit), min(total, limit)
+    else:
+        offset = max(0, position.index - limit)
+        count = position.index - offset + 1 + limit
+    return BoardPage(
+        rows=with_profiles(board.top(key, offset=offset, limit=count)),
+        current_user=_own_standing(board, key, viewer, position=position),
+        total_users=total,
+    )
+
+
+def _own_standing(
+    board: Board, key: BoardKey, viewer: User, *, position: Position | None = None
+) -> OwnStanding:
+    position = position or board.position(key, viewer.pk)
+    if position is not None:
+        rank, score = position.standing.rank, position.standing.score
+    else:
+        rank = None
+        score = (
+            ScoreTotal.objects.filter(
+                board=key.board, period=key.period, period_start=key.period_start, user=viewer
+            )
+            .values_list("score", flat=True)
+            .first()
+            or 0
+        )
+    return OwnStanding(rank=rank, user_id=viewer.pk, username=viewer.username, score=score)
+
+
+def with_profiles(standings: list[Standing]) -> list[BoardRow]:
+    """Attach names, avatars and countries in one query. An entry whose player is no longer
+    visible (the index not yet told) is left out rather than shown."""
+    profiles = {
+        user.pk: user
+        for user in User.objects.filter(
+            pk__in=[standing.user_id for standing in standings],
+            is_active=True,
+            hide_from_leaderboards=False,
+        ).only("id", "username", "avatar", "country")
+    }
+    return [
+        BoardRow(
+            rank=standing.rank,
+            user_id=standing.user_id,
+            username=profile.username,
+            score=standing.score,
+            avatar=profile.avatar,
+            country=profile.country,
+            last_updated=standing.reached_at,
+        )
+        for standing in standings
+        if (profile := profiles.get(standing.user_id)) is not None
+    ]
+
+
+def visible_snapshot_entries(entries: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Archived entries minus players who have since hidden, left or been erased (their
+    ranks stay as they were)."""
+    user_ids = [entry["userId"] for entry in entries]
+    visible = {
+        str(user_id)
+        for user_id in User.objects.filter(
+            pk__in=user_ids, is_active=True, hide_from_leaderboards=False
+        ).values_list("pk", flat=True)
+    }
+    return [entry for entry in entries if entry["userId"] in visible]
