@@ -18,7 +18,7 @@ from leaderboard.backends.redis import IndexNotReady, RedisBoard
 from leaderboard.backends.sql import SqlBoard
 from scoreboard.errors import REDIS_OUTAGES
 from scoring.models import ScoreTotal
-from scoring.periods import DEFAULT_BOARD, period_start
+from scoring.periods import DEFAULT_BOARD, Period, period_start
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,11 @@ def leaderboard_around(*, key: BoardKey, limit: int, viewer: User) -> BoardPage:
         current_user=_own_standing(board, key, viewer, position=position),
         total_users=total,
     )
+
+
+def player_standing(user: User) -> OwnStanding:
+    """The player's all-time score and rank, for their own profile."""
+    return _own_standing(board_backend(), board_key(period=Period.ALL_TIME), user)
 
 
 def _own_standing(

@@ -58,6 +58,19 @@ class UserOutputSerializer(serializers.ModelSerializer[User]):
         read_only_fields = fields
 
 
+class ProfileOutputSerializer(UserOutputSerializer):
+    """The caller's own profile: the public one plus their all-time score and rank."""
+
+    score = serializers.IntegerField(read_only=True)
+    rank = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text="All-time rank; null when not ranked."
+    )
+
+    class Meta(UserOutputSerializer.Meta):
+        fields = [*UserOutputSerializer.Meta.fields, "score", "rank"]
+        read_only_fields = fields
+
+
 class TokenPairOutputSerializer(serializers.Serializer):
     accessToken = serializers.CharField()
     refreshToken = serializers.CharField()

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts import services
 from accounts.api.serializers import (
+    ProfileOutputSerializer,
     ProfileUpdateInputSerializer,
     RegisterInputSerializer,
     SigningKeyOutputSerializer,
@@ -20,11 +21,18 @@ from accounts.api.serializers import (
     UserOutputSerializer,
 )
 from accounts.authentication import JWTAuthentication, request_user
+from accounts.models import User
+from leaderboard.selectors import player_standing
 from scoreboard import ratelimit
 from scoreboard.api import success
 from scoreboard.client_ip import client_ip
 from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
+
+
+def _own_profile(user: User) -> dict[str, Any]:
+    standing = player_standing(user)
+    return {**UserOutputSerializer(user).data, "score": standing.score, "rank": standing.rank}
 
 
 def _token_pair_data(pair: services.TokenPair) -> dict[str, Any]:
@@ -104,15 +112,15 @@ class TokenRefreshView(PublicAuthView):
 class MeView(APIView):
     @extend_schema(
         operation_id="users_me",
-        responses={200: success_envelope(UserOutputSerializer(), name="ProfileResponse")},
+        responses={200: success_envelope(ProfileOutputSerializer(), name="ProfileResponse")},
     )
     def get(self, request: Request) -> Response:
-        return success(UserOutputSerializer(request_user(request)).data)
+        return success(_own_profile(request_user(request)))
 
     @extend_schema(
         operation_id="users_me_update",
         request=ProfileUpdateInputSerializer,
-        responses={200: success_envelope(UserOutputSerializer(), name="ProfileUpdateResponse")},
+        responses={200: success_envelope(ProfileOutputSerializer(), name="ProfileUpdateResponse")},
     )
     def patch(self, request: Request) -> Response:
         serializer = ProfileUpdateInputSerializer(data=request.data)
@@ -124,7 +132,7 @@ class MeView(APIView):
             avatar=data.get("avatar"),
             hide_from_leaderboards=data.get("hideFromLeaderboards"),
         )
-        return success(UserOutputSerializer(user).data)
+        return success(_own_profile(user))
 
 
 class SigningKeyRotateView(APIView):

@@ -21,6 +21,8 @@ from accounts.tests.helpers import (
 )
 from conftest import TEST_PASSWORD
 
+UNRANKED = {"score": 0, "rank": None}
+
 pytestmark = pytest.mark.django_db
 
 
@@ -48,9 +50,9 @@ def test_get_returns_the_callers_profile(auth_client: APIClient, user: User) -> 
     # when the player asks for their profile
     response = auth_client.get(ME_URL)
 
-    # then exactly the public profile fields come back
+    # then exactly the public profile fields come back, with the all-time score and rank
     assert response.status_code == status.HTTP_200_OK, response.content
-    assert response.json() == {"success": True, "data": profile(user)}
+    assert response.json() == {"success": True, "data": {**profile(user), **UNRANKED}}
     assert set(response.json()["data"]) == {
         "id",
         "username",
@@ -61,6 +63,8 @@ def test_get_returns_the_callers_profile(auth_client: APIClient, user: User) -> 
         "hideFromLeaderboards",
         "createdAt",
         "lastActive",
+        "score",
+        "rank",
     }
 
 
@@ -102,7 +106,7 @@ def test_patch_updates_the_row(
     # then the row holds the new value and the response is the updated profile
     assert response.status_code == status.HTTP_200_OK, response.content
     assert User.objects.values_list(column, flat=True).get(pk=user.pk) == value
-    assert response.json() == {"success": True, "data": profile(user)}
+    assert response.json() == {"success": True, "data": {**profile(user), **UNRANKED}}
 
 
 def test_patch_updates_several_fields_at_once(auth_client: APIClient, user: User) -> None:
@@ -245,7 +249,7 @@ def test_patch_with_an_empty_body_changes_nothing(auth_client: APIClient, user: 
 
     # then the profile comes back unchanged
     assert response.status_code == status.HTTP_200_OK, response.content
-    assert response.json() == {"success": True, "data": profile(user)}
+    assert response.json() == {"success": True, "data": {**profile(user), **UNRANKED}}
     assert stored(user) == before
 
 

@@ -341,3 +341,11 @@ def test_an_empty_board_answers_with_no_entries(boards: Boards) -> None:
             0,
             None,
         )
+
+
+def test_the_profile_carries_the_all_time_score_and_rank(ranked_players: list[User]) -> None:
+    second = ranked_players[1]
+
+    data = client_for(second).get("/api/v1/users/me").json()["data"]
+
+    assert (data["username"], data["score"], data["rank"]) == (second.username, 400, 2)
