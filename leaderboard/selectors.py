@@ -5,6 +5,7 @@ fallback while Redis is unreachable or not yet rebuilt; otherwise the database a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,8 +55,17 @@ class FallbackBoard:
             return self.fallback.total(key)
 
 
+_FALLBACK_LOG_INTERVAL_SECONDS = 10.0
+_fallback_logged_at = 0.0
+
+
 def _log_fallback(error: Exception) -> None:
-    logger.warning("Leaderboard index unavailable, reading the database: %r", error)
+    """Warn at most once per interval: during an outage every read falls back."""
+    global _fallback_logged_at
+    now = time.monotonic()
+    if now - _fallback_logged_at >= _FALLBACK_LOG_INTERVAL_SECONDS:
+        _fallback_logged_at = now
+        logger.warning("Leaderboard index unavailable, reading the database: %r", error)
 
 
 def board_backend() -> Board:

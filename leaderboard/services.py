@@ -27,6 +27,7 @@ from leaderboard.backends.redis import (
     RETENTION_SECONDS,
     IndexEntry,
     RedisBoard,
+    as_text,
     built_key,
     connection,
     expire_at,
@@ -333,7 +334,8 @@ def _repair(client: Any, index: RedisBoard, entries: list[IndexEntry]) -> int:
     wrong = [
         entry
         for entry, held, score in zip(entries, replies[::2], replies[1::2], strict=True)
-        if _text(held) != f"{member_for(entry.user_id, entry.reached_at)}|{entry.version}"
+        if held is None
+        or as_text(held) != f"{member_for(entry.user_id, entry.reached_at)}|{entry.version}"
         or score is None
         or int(score) != entry.score
     ]
@@ -347,7 +349,7 @@ def _remove_strays(client: Any, index: RedisBoard, board: str, name: str, chunk_
     cursor = 0
     while True:
         cursor, held = client.hscan(members_key(key), cursor=cursor, count=chunk_size)
-        user_ids = [uuid.UUID(_text(user_hex)) for user_hex in held]
+        user_ids = [uuid.UUID(as_text(user_hex)) for user_hex in held]
         if user_ids:
             expected = _visible_totals(key.board, [(key.period, key.period_start)]).filter(
                 user_id__in=user_ids
@@ -374,10 +376,6 @@ def _key_from_name(board: str, name: str) -> BoardKey:
         period_start=date.fromisoformat(start),
         country=country[0] if country else "",
     )
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 # --- snapshots ------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ class RedisBoard:
         above, rows = reply
         entries = []
         for member, score in zip(rows[::2], rows[1::2], strict=True):
-            user_id, reached_at = decode_member(_text(member))
+            user_id, reached_at = decode_member(as_text(member))
             entries.append((user_id, int(float(score)), reached_at))
         return ranked(entries, first_rank=int(above) + 1, offset=offset)
 
@@ -174,7 +174,7 @@ class RedisBoard:
         if not reply:
             return None
         index, score, member, above = reply
-        _, reached_at = decode_member(_text(member))
+        _, reached_at = decode_member(as_text(member))
         return Position(
             index=int(index),
             standing=Standing(
@@ -216,5 +216,6 @@ class RedisBoard:
         self.client.set(built_key(board), datetime.now(UTC).isoformat())
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """Replies are bytes unless the client decodes them."""
     return value.decode() if isinstance(value, bytes) else value
