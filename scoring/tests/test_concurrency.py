@@ -151,3 +151,35 @@ def test_concurrent_reuse_at_the_service_layer_spends_the_token_once(
     assert outcomes.count("scored") == 1
     assert outcomes.count("refused") == 31
     assert ScoreTotal.objects.get(period=Period.ALL_TIME).score == 100
+
+
+def _post_as(player: Player, url: str, body: dict[str, Any]) -> tuple[int, str | None]:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(**player.client._credentials)  # type: ignore[attr-defined]
+    response = client.post(url, body, format="json")
+    error = response.json().get("error")
+    return response.status_code, error["code"] if error else None
+
+
+def test_one_proof_sent_sixteen_times_at_once_issues_one_token(
+    player: Player, game_server: GameServerKey, generous_rate_limits: None
+) -> None:
+    body = player.proof_body(game_server)
+
+    results = run_concurrently(lambda _: _post_as(player, "/api/v1/actions/complete", body), 16)
+
+    assert sorted(results) == [(201, None)] + [(409, "ACTION_ALREADY_COMPLETED")] * 15
+    assert ActionToken.objects.count() == 1
+
+
+def test_a_daily_cap_holds_under_concurrent_completions(
+    player: Player, game_server: GameServerKey, generous_rate_limits: None
+) -> None:
+    bodies = [player.proof_body(game_server, action_type="DAILY_LOGIN") for _ in range(8)]
+
+    results = run_concurrently(lambda n: _post_as(player, "/api/v1/actions/complete", bodies[n]), 8)
+
+    assert sorted(results) == [(201, None)] + [(429, "RATE_LIMIT_EXCEEDED")] * 7
+    assert ActionToken.objects.count() == 1
