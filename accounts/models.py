@@ -7,6 +7,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -23,6 +24,12 @@ class Role(models.TextChoices):
     USER = "user", "User"
     MODERATOR = "moderator", "Moderator"
     ADMIN = "admin", "Admin"
+
+
+def on_leaderboards(prefix: str = "") -> Q:
+    """The condition for a user to appear on boards (active, not hidden); `prefix` names the
+    relation when filtering another model, e.g. `on_leaderboards("user__")`."""
+    return Q(**{f"{prefix}is_active": True, f"{prefix}hide_from_leaderboards": False})
 
 
 class UserManager(BaseUserManager["User"]):
@@ -96,6 +103,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.username
+
+    @property
+    def is_on_leaderboards(self) -> bool:
+        return self.is_active and not self.hide_from_leaderboards
 
     # The role decides staff and superuser status; the properties replace the flags that
     # AbstractUser and PermissionsMixin would otherwise store.

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, on_leaderboards
 from leaderboard.backends.base import Board, BoardKey, Position, Standing
 from leaderboard.backends.redis import IndexNotReady, RedisBoard
 from leaderboard.backends.sql import SqlBoard
@@ -171,9 +171,7 @@ def with_profiles(standings: list[Standing]) -> list[BoardRow]:
     profiles = {
         user.pk: user
         for user in User.objects.filter(
-            pk__in=[standing.user_id for standing in standings],
-            is_active=True,
-            hide_from_leaderboards=False,
+            on_leaderboards(), pk__in=[standing.user_id for standing in standings]
         ).only("id", "username", "avatar", "country")
     }
     return [
@@ -197,8 +195,8 @@ def visible_snapshot_entries(entries: list[dict[str, object]]) -> list[dict[str,
     user_ids = [entry["userId"] for entry in entries]
     visible = {
         str(user_id)
-        for user_id in User.objects.filter(
-            pk__in=user_ids, is_active=True, hide_from_leaderboards=False
-        ).values_list("pk", flat=True)
+        for user_id in User.objects.filter(on_leaderboards(), pk__in=user_ids).values_list(
+            "pk", flat=True
+        )
     }
     return [entry for entry in entries if entry["userId"] in visible]

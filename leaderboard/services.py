@@ -41,6 +41,7 @@ from leaderboard.selectors import BoardRow, with_profiles
 from scoreboard.errors import REDIS_OUTAGES
 from scoring.models import ScoreTotal
 from scoring.periods import DEFAULT_BOARD, Period, period_end, period_start
+from scoring.selectors import visible_totals
 from scoring.signals import ScoreCommitted
 
 logger = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def index_user_resync(*, user_id: uuid.UUID, previous_country: str = "") -> None
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         return
-    visible = user.is_active and not user.hide_from_leaderboards
+    visible = user.is_on_leaderboards
     buckets = retained_buckets(timezone.now())
     rows = _total_rows(
         ScoreTotal.objects.filter(user=user).filter(_in_buckets(buckets)).order_by("pk")
@@ -174,13 +175,7 @@ def _total_rows(queryset: Any, *, chunk_size: int = 2000) -> Iterator[tuple[str,
 
 
 def _visible_totals(board: str, buckets: Iterable[tuple[str, date]]) -> Any:
-    return ScoreTotal.objects.filter(
-        _in_buckets(buckets),
-        board=board,
-        score__gt=0,
-        user__is_active=True,
-        user__hide_from_leaderboards=False,
-    )
+    return visible_totals(board=board).filter(_in_buckets(buckets))
 
 
 # --- rebuild --------------------------------------------------------------------------------

@@ -271,7 +271,7 @@ def score_update_apply(
         totals = score_totals_add(user=user, board=DEFAULT_BOARD, points=token.points, now=now)
         new_score = totals[Period.ALL_TIME].score
         previous_score = new_score - token.points
-        ranked = user.is_active and not user.hide_from_leaderboards
+        ranked = user.is_on_leaderboards
         previous_rank = (
             rank_for_score(score=previous_score, excluding_user_id=user.pk) if ranked else None
         )

@@ -10,19 +10,15 @@ from django.db.models import Q, QuerySet
 
 from leaderboard.backends.base import BoardKey, Position, Standing, ranked
 from scoring.models import ScoreTotal
+from scoring.selectors import visible_totals
 
 BOARD_ORDER = ("-score", "reached_at", "user_id")
 
 
 def board_entries(key: BoardKey) -> QuerySet[ScoreTotal]:
     """The visible totals on a board, unordered."""
-    entries = ScoreTotal.objects.filter(
-        board=key.board,
-        period=key.period,
-        period_start=key.period_start,
-        score__gt=0,
-        user__is_active=True,
-        user__hide_from_leaderboards=False,
+    entries = visible_totals(board=key.board).filter(
+        period=key.period, period_start=key.period_start
     )
     if key.country:
         entries = entries.filter(user__country=key.country)
