@@ -43,6 +43,24 @@ def redis_url() -> str:
 
 
 @pytest.fixture
+def redis_index(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
+    """Point the index (and the cache it shares a connection with) at the test Redis."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
 def dead_redis(settings: Any) -> None:
     """Redis configured but unreachable: nothing listens on port 1, so connections are
     refused at once (an outage, without mocking the client)."""
@@ -112,7 +130,8 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(**env: str) -> str:
+    def start(log_path: Path | None = None, **env: str) -> str:
+        """`env` overrides the process's environment; its output goes to `log_path` if given."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -128,23 +147,24 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
             "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('server')}/db.sqlite3",
             **env,
         }
-        process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "scoreboard.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-access-log",
-            ],
-            cwd=Path(__file__).resolve().parent,
-            env=process_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with open(log_path or os.devnull, "ab") as output:  # the child keeps its own handle
+            process = subprocess.Popen(  # noqa: S603
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "scoreboard.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
+                cwd=Path(__file__).resolve().parent,
+                env=process_env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         processes.append(process)
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

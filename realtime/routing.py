@@ -2,8 +2,9 @@
 
 from django.urls import re_path
 
-from realtime.consumers import UnknownRouteConsumer
+from realtime.consumers import LeaderboardConsumer, UnknownRouteConsumer
 
 websocket_urlpatterns = [
+    re_path(r"^ws/leaderboard/?$", LeaderboardConsumer.as_asgi()),
     re_path(r"", UnknownRouteConsumer.as_asgi()),
 ]

@@ -110,6 +110,25 @@ SCOREBOARD_INSTANCE_ID = ENV.get("SCOREBOARD_INSTANCE_ID", "").strip() or socket
 # Peers whose X-Forwarded-For is believed (scoreboard/client_ip.py).
 SCOREBOARD_TRUSTED_PROXIES = config.trusted_proxies(ENV)
 
+# Live boards (DESIGN.md §5, realtime/): one `leaderboard.update` per channel per interval,
+# cluster-wide; the per-socket limits bound what one client can cost the server.
+SCOREBOARD_BROADCAST_INTERVAL_MS = config.env_int(
+    ENV, "SCOREBOARD_BROADCAST_INTERVAL_MS", 1000, minimum=50
+)
+# Credentials and the user's status are re-checked, and stuck sockets closed, this often.
+SCOREBOARD_WS_HEARTBEAT_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_WS_HEARTBEAT_SECONDS", 30, minimum=1
+)
+# Client frames (subscribe, unsubscribe, ping) a socket may send; more closes it with 4429.
+SCOREBOARD_WS_CLIENT_MESSAGE_RATE = config.rate(ENV, "SCOREBOARD_WS_CLIENT_MESSAGE_RATE", "60/min")
+SCOREBOARD_WS_MAX_SUBSCRIPTIONS = config.env_int(
+    ENV, "SCOREBOARD_WS_MAX_SUBSCRIPTIONS", 16, minimum=1
+)
+# Broadcasts waiting for one slow client; one more closes it (4408, SSE: the stream ends).
+SCOREBOARD_LIVE_SEND_QUEUE = config.env_int(ENV, "SCOREBOARD_LIVE_SEND_QUEUE", 16, minimum=1)
+# `?token=<jwt>` puts the token in access logs: off unless a client cannot do better.
+SCOREBOARD_WS_ALLOW_QUERY_TOKEN = config.env_bool(ENV, "SCOREBOARD_WS_ALLOW_QUERY_TOKEN", False)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -125,7 +144,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(ENV.get("STATIC_ROOT", "").strip() or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

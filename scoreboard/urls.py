@@ -8,9 +8,11 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("scoring.api.urls")),
     path("api/v1/", include("leaderboard.api.urls")),
+    path("api/v1/", include("realtime.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("", include("realtime.urls")),
     path("admin/", admin.site.urls),
 ]

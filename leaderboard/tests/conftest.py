@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis
 
 from accounts.models import User
 from leaderboard.backends.base import Board, BoardKey, Standing
@@ -20,24 +19,6 @@ from scoring.models import ScoreTotal
 from scoring.periods import ALL_TIME_START, DEFAULT_BOARD, Period
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def redis_index(settings: Any, redis_url: str) -> Iterator[redis.Redis]:
-    """Point the index (and the cache it shares a connection with) at the test Redis."""
-    settings.REDIS_URL = redis_url
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
-        }
-    }
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @dataclass

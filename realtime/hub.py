@@ -1,0 +1,210 @@
+"""The per-process fan-out hub.
+
+Channels' usual path gives every consumer its own channel-layer message to decode and encode,
+which caps a process near 2,000-2,600 deliveries/s (PERFORMANCE-NOTES.md). Instead each process
+joins a channel's group once, through one channel-layer inbox, and hands every batch it
+receives, encoded once, to the local subscribers of that channel. Subscribers queue what they
+are given and close themselves when they fall behind, so a slow client never grows memory.
+
+The hub also runs this process's share of the cluster-wide throttled flush, while it has
+local subscribers: any process with listeners may claim a changed channel, and exactly one
+does per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.utils import timezone
+
+from realtime.boards import LiveChannel
+from realtime.broadcast import flush_changed_channels, mark_new_buckets
+from realtime.frames import Batch
+
+logger = logging.getLogger(__name__)
+
+_ERROR_LOG_INTERVAL_SECONDS = 10.0
+
+
+class Subscriber(Protocol):
+    def deliver(self, batch: Batch) -> None:
+        """Take a batch without blocking (queue it, or give up when the queue is full)."""
+
+
+class Mailbox:
+    """One client's bounded queue of batches. A subscription's snapshot goes first: what is
+    broadcast while it is being read waits, and only batches newer than it follow it. A full
+    queue calls `on_overflow` once and takes nothing more."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue(settings.SCOREBOARD_LIVE_SEND_QUEUE)
+        self.overflowed = False
+        self._on_overflow = on_overflow
+        self._awaiting_snapshot: dict[str, list[Batch]] = {}
+
+    def deliver(self, batch: Batch) -> None:
+        if self.overflowed:
+            return
+        waiting = self._awaiting_snapshot.get(batch.channel)
+        if waiting is not None and len(waiting) < self.queue.maxsize:
+            waiting.append(batch)
+            return
+        if waiting is None:
+            try:
+                self.queue.put_nowait(batch)
+                return
+            except asyncio.QueueFull:
+                pass
+        self.overflowed = True
+        self._on_overflow()
+
+    async def deliver_snapshot(
+        self, channel: LiveChannel, read: Callable[[LiveChannel], Awaitable[Batch]]
+    ) -> None:
+        """Queue `read(channel)` ahead of the broadcasts that race with it."""
+        waiting: list[Batch] = []
+        self._awaiting_snapshot[channel.name] = waiting
+        try:
+            snapshot = await read(channel)
+        finally:
+            del self._awaiting_snapshot[channel.name]
+        for batch in [snapshot, *(batch for batch in waiting if batch.seq > snapshot.seq)]:
+            self.deliver(batch)
+
+
+class Hub:
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.loop = asyncio.get_running_loop()
+        self._members: dict[str, set[Subscriber]] = defaultdict(set)
+        self._membership = asyncio.Lock()
+        self._inbox: str | None = None
+        self._ready = asyncio.Event()
+        self._tasks = [
+            self.loop.create_task(self._receive_forever(), name="live-hub-receive"),
+            self.loop.create_task(self._flush_forever(), name="live-hub-flush"),
+        ]
+        self._error_logged_at = 0.0
+
+    def subscriber_count(self, channel: str | None = None) -> int:
+        if channel is not None:
+            return len(self._members.get(channel, ()))
+        return sum(len(members) for members in self._members.values())
+
+    async def join(self, channel: LiveChannel, subscriber: Subscriber) -> None:
+        """Add a local subscriber; the first one joins the channel's group for this process.
+        Raises (and adds nobody) when the channel layer cannot be reached."""
+        await self._ready.wait()
+        async with self._membership:
+            members = self._members[channel.name]
+            if not members:
+                try:
+                    await self.layer.group_add(channel.group, self._inbox)
+                except Exception:
+                    del self._members[channel.name]
+                    raise
+            members.add(subscriber)
+
+    async def leave(self, channel: LiveChannel, subscriber: Subscriber) -> None:
+        """Remove a local subscriber, whatever state the channel layer is in."""
+        async with self._membership:
+            members = self._members.get(channel.name)
+            if members is None or subscriber not in members:
+                return
+            members.discard(subscriber)
+            if members:
+                return
+            del self._members[channel.name]
+            try:
+                await self.layer.group_discard(channel.group, self._inbox)
+            except Exception as error:
+                # Batches for the group are still received, and dropped: no local member.
+                self._log_error("group_discard", error)
+
+    def dispatch(self, batch: Batch) -> None:
+        for subscriber in list(self._members.get(batch.channel, ())):
+            subscriber.deliver(batch)
+
+    async def stop(self) -> None:
+        """Cancel the hub's tasks, again if need be: a cancellation that lands while the
+        Redis client is connecting can be swallowed by it."""
+        for _ in range(20):
+            pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
+        logger.error("Live hub tasks did not stop: %r", pending)
+
+    async def _receive_forever(self) -> None:
+        self._inbox = await self.layer.new_channel()
+        self._ready.set()
+        while True:
+            try:
+                message = await self.layer.receive(self._inbox)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._log_error("receive", error)
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") == "live.batch":
+                self.dispatch(Batch.from_message(message))
+
+    async def _flush_forever(self) -> None:
+        interval = settings.SCOREBOARD_BROADCAST_INTERVAL_MS / 1000
+        tick = min(max(interval / 4, 0.05), 0.25)
+        checked_at = timezone.now()
+        while True:
+            await asyncio.sleep(tick)
+            if not self._members:
+                continue
+            now = timezone.now()
+            try:
+                publications = await database_sync_to_async(_flush)(checked_at, now)
+                checked_at = now
+                for channel, batch in publications:
+                    await self.layer.group_send(channel.group, batch.as_message())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._log_error("flush", error)
+
+    def _log_error(self, what: str, error: Exception) -> None:
+        """At most one log line per interval: in an outage every tick fails the same way."""
+        now = time.monotonic()
+        if now - self._error_logged_at >= _ERROR_LOG_INTERVAL_SECONDS:
+            self._error_logged_at = now
+            logger.error("Live hub %s failed; retrying: %r", what, error, exc_info=error)
+
+
+def _flush(checked_at: Any, now: Any) -> list[tuple[LiveChannel, Batch]]:
+    mark_new_buckets(before=checked_at, now=now)
+    return flush_changed_channels()
+
+
+_hub: Hub | None = None
+
+
+def running_hub() -> Hub:
+    """This process's hub, started on first use in the running event loop."""
+    global _hub
+    if _hub is None or _hub.loop is not asyncio.get_running_loop():
+        _hub = Hub(get_channel_layer())
+    return _hub
+
+
+async def stop_hub() -> None:
+    global _hub
+    if _hub is not None and _hub.loop is asyncio.get_running_loop():
+        await _hub.stop()
+    _hub = None

@@ -1,0 +1,164 @@
+"""Cluster-wide broadcast state: which channels changed, the per-channel throttle, the sequence
+numbers and the last board each channel published.
+
+With Redis every node shares it, so the throttle and `seq` hold across the cluster; without
+Redis it lives in this process (the embedded default is one process).
+
+A publication takes two steps. `claim_due` hands out the channels that changed and whose
+interval has passed, each with a claim id and the board published last; the claimant reads
+the board and `commit`s it, which takes the next `seq` only if no later claim replaced its
+own (a slow node can never publish an older board after a newer one).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from leaderboard.backends.redis import as_text, connection
+
+
+@dataclass(frozen=True)
+class Claim:
+    channel: str
+    claim_id: str
+    # The board this channel last published, as JSON text; None before the first.
+    previous: str | None
+
+
+class BroadcastState(Protocol):
+    def mark_dirty(self, channels: list[str]) -> None: ...
+
+    def claim_due(self, interval_ms: int) -> list[Claim]: ...
+
+    def commit(self, claim: Claim, board_json: str) -> int | None: ...
+
+    def current_seq(self, channel: str) -> int: ...
+
+
+class LocalBroadcastState:
+    """The state of a single process. Receivers mark channels from request threads while the
+    hub claims from the event loop, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._gate_until: dict[str, float] = {}
+        self._claims: dict[str, str] = {}
+        self._seq: dict[str, int] = {}
+        self._last: dict[str, str] = {}
+        self._claim_ids = itertools.count(1)
+
+    def mark_dirty(self, channels: list[str]) -> None:
+        with self._lock:
+            self._dirty.update(channels)
+
+    def claim_due(self, interval_ms: int) -> list[Claim]:
+        now = time.monotonic()
+        claims = []
+        with self._lock:
+            for channel in sorted(self._dirty):
+                if self._gate_until.get(channel, 0.0) > now:
+                    continue
+                self._gate_until[channel] = now + interval_ms / 1000
+                self._dirty.discard(channel)
+                claim_id = str(next(self._claim_ids))
+                self._claims[channel] = claim_id
+                claims.append(Claim(channel, claim_id, self._last.get(channel)))
+        return claims
+
+    def commit(self, claim: Claim, board_json: str) -> int | None:
+        with self._lock:
+            if self._claims.get(claim.channel) != claim.claim_id:
+                return None
+            seq = self._seq.get(claim.channel, 0) + 1
+            self._seq[claim.channel] = seq
+            self._last[claim.channel] = board_json
+            return seq
+
+    def current_seq(self, channel: str) -> int:
+        with self._lock:
+            return self._seq.get(channel, 0)
+
+
+# KEYS: the dirty set. ARGV: key prefix, interval in ms, claim id.
+# Returns a flat list: channel, previous board or false, channel, previous board or false...
+_CLAIM_DUE = """
+local claimed = {}
+for _, channel in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local base = ARGV[1] .. channel
+  if redis.call('SET', base .. ':gate', '1', 'NX', 'PX', ARGV[2]) then
+    redis.call('SREM', KEYS[1], channel)
+    redis.call('SET', base .. ':claim', ARGV[3])
+    table.insert(claimed, channel)
+    table.insert(claimed, redis.call('GET', base .. ':last'))
+  end
+end
+return claimed
+"""
+
+# KEYS: claim, seq and last-board keys of one channel. ARGV: claim id, board JSON.
+_COMMIT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return false
+end
+redis.call('SET', KEYS[3], ARGV[2])
+return redis.call('INCR', KEYS[2])
+"""
+
+
+class RedisBroadcastState:
+    def __init__(self, client: Any = None) -> None:
+        self.client = client or connection()
+        self._claim_due = self.client.register_script(_CLAIM_DUE)
+        self._commit = self.client.register_script(_COMMIT)
+
+    @staticmethod
+    def _base() -> str:
+        return f"{settings.REDIS_KEY_PREFIX}:live:"
+
+    def mark_dirty(self, channels: list[str]) -> None:
+        if channels:
+            self.client.sadd(self._base() + "dirty", *channels)
+
+    def claim_due(self, interval_ms: int) -> list[Claim]:
+        claim_id = uuid.uuid4().hex
+        reply = self._claim_due(
+            keys=[self._base() + "dirty"], args=[self._base(), interval_ms, claim_id]
+        )
+        return [
+            Claim(as_text(channel), claim_id, as_text(previous) if previous else None)
+            for channel, previous in zip(reply[::2], reply[1::2], strict=True)
+        ]
+
+    def commit(self, claim: Claim, board_json: str) -> int | None:
+        base = self._base() + claim.channel
+        seq = self._commit(
+            keys=[f"{base}:claim", f"{base}:seq", f"{base}:last"],
+            args=[claim.claim_id, board_json],
+        )
+        return None if seq is None else int(seq)
+
+    def current_seq(self, channel: str) -> int:
+        return int(self.client.get(f"{self._base()}{channel}:seq") or 0)
+
+
+_local_state = LocalBroadcastState()
+
+
+def broadcast_state() -> BroadcastState:
+    if settings.REDIS_URL:
+        return RedisBroadcastState()
+    return _local_state
+
+
+def reset_local_state() -> None:
+    """Forget the in-process state (tests)."""
+    global _local_state
+    _local_state = LocalBroadcastState()

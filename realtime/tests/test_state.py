@@ -1,0 +1,117 @@
+"""The cluster-wide throttle and sequence numbers, in-process and through Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from realtime.state import BroadcastState, LocalBroadcastState, RedisBroadcastState
+
+INTERVAL_MS = 200
+
+
+@pytest.fixture(params=["local", "redis"])
+def new_state(request: pytest.FixtureRequest) -> Callable[[], BroadcastState]:
+    """Makes the state as one node sees it; in Redis mode every node shares it."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_index")
+        return RedisBroadcastState
+    shared = LocalBroadcastState()
+    return lambda: shared
+
+
+def test_a_changed_channel_is_claimed_once_per_interval_and_its_trailing_change_later(
+    new_state: Callable[[], BroadcastState],
+) -> None:
+    state = new_state()
+    state.mark_dirty(["leaderboard.top10", "leaderboard.daily.top10"])
+    first = state.claim_due(INTERVAL_MS)
+    assert sorted(claim.channel for claim in first) == [
+        "leaderboard.daily.top10",
+        "leaderboard.top10",
+    ]
+    assert state.claim_due(INTERVAL_MS) == []
+
+    state.mark_dirty(["leaderboard.top10"])  # changed again inside the interval
+    assert state.claim_due(INTERVAL_MS) == []
+    time.sleep(INTERVAL_MS / 1000 + 0.05)
+    assert [claim.channel for claim in state.claim_due(INTERVAL_MS)] == ["leaderboard.top10"]
+    assert state.claim_due(INTERVAL_MS) == []
+
+
+def test_seq_grows_by_one_per_publication_and_the_last_board_comes_with_the_next_claim(
+    new_state: Callable[[], BroadcastState],
+) -> None:
+    state = new_state()
+    assert state.current_seq("leaderboard.top10") == 0
+    seqs = []
+    previous = []
+    for board in ('[{"rank":1}]', '[{"rank":2}]', '[{"rank":3}]'):
+        state.mark_dirty(["leaderboard.top10"])
+        (claim,) = state.claim_due(1)
+        previous.append(claim.previous)
+        seqs.append(state.commit(claim, board))
+        time.sleep(0.005)
+    assert seqs == [1, 2, 3]
+    assert previous == [None, '[{"rank":1}]', '[{"rank":2}]']
+    assert state.current_seq("leaderboard.top10") == 3
+    assert state.current_seq("leaderboard.daily.top10") == 0
+
+
+def test_a_claim_overtaken_by_a_later_one_publishes_nothing(
+    new_state: Callable[[], BroadcastState],
+) -> None:
+    slow_node, fast_node = new_state(), new_state()
+    slow_node.mark_dirty(["leaderboard.top10"])
+    (slow,) = slow_node.claim_due(1)
+    time.sleep(0.005)
+    fast_node.mark_dirty(["leaderboard.top10"])
+    (fast,) = fast_node.claim_due(1)
+
+    assert fast_node.commit(fast, '["new"]') == 1
+    assert slow_node.commit(slow, '["old"]') is None
+    assert fast_node.current_seq("leaderboard.top10") == 1
+    fast_node.mark_dirty(["leaderboard.top10"])
+    time.sleep(0.005)
+    (next_claim,) = fast_node.claim_due(1)
+    assert next_claim.previous == '["new"]'
+
+
+def test_nodes_claiming_at_once_split_the_channels_without_overlap(
+    new_state: Callable[[], BroadcastState],
+) -> None:
+    channels = [f"leaderboard.country.{code}.top10" for code in ("US", "DE", "FR", "JP", "BR")]
+    new_state().mark_dirty(channels)
+    nodes = 8
+    barrier = threading.Barrier(nodes)
+    claimed: list[Any] = []
+    lock = threading.Lock()
+
+    def node() -> None:
+        state = new_state()
+        barrier.wait()
+        got = state.claim_due(INTERVAL_MS)
+        with lock:
+            claimed.extend(claim.channel for claim in got)
+
+    threads = [threading.Thread(target=node) for _ in range(nodes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(claimed) == sorted(channels)
+
+
+@pytest.mark.usefixtures("redis_index")
+def test_redis_state_lives_under_the_key_prefix(settings: Any, redis_index: Any) -> None:
+    state = RedisBroadcastState()
+    state.mark_dirty(["leaderboard.top10"])
+    (claim,) = state.claim_due(INTERVAL_MS)
+    state.commit(claim, "[]")
+    keys = sorted(key.decode() for key in redis_index.keys("*"))
+    prefix = f"{settings.REDIS_KEY_PREFIX}:live:leaderboard.top10:"
+    assert keys == [prefix + "claim", prefix + "gate", prefix + "last", prefix + "seq"]
