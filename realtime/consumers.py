@@ -108,6 +108,9 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
         try:
             if not held:
                 await self.hub.join(channel, self.mailbox)
+                if self.closing:  # closed while joining: _release has already run
+                    await self.hub.leave(channel, self.mailbox)
+                    return
                 self.subscriptions[channel.name] = channel
             # Subscribing again (after a gap in `seq`) gets a fresh snapshot too.
             await self.mailbox.deliver_snapshot(channel, database_sync_to_async(snapshot_batch))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -111,13 +111,13 @@ async def open_socket() -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def ann(make_player: Callable[..., Player]) -> Player:
-    return await sync_to_async(make_player)(username="ann", country="FR")
+    return await database_sync_to_async(make_player)(username="ann", country="FR")
 
 
 @pytest.fixture
 def score(game_server: GameServerKey) -> Callable[[Player], Any]:
     async def score_(player: Player) -> None:
-        response = await sync_to_async(player.score_action)(game_server)
+        response = await database_sync_to_async(player.score_action)(game_server)
         assert response.status_code == 200, response.content
 
     return score_
@@ -127,7 +127,7 @@ def score(game_server: GameServerKey) -> Callable[[Player], Any]:
 
 
 async def test_a_ticket_opens_one_connection_once(open_socket: Any, ann: Player) -> None:
-    issued = await sync_to_async(ticket)(ann)
+    issued = await database_sync_to_async(ticket)(ann)
     socket = await open_socket(f"?ticket={issued}")
     assert socket.accepted
     snapshot = await socket.subscribe()
@@ -145,20 +145,20 @@ async def test_a_ticket_opens_one_connection_once(open_socket: Any, ann: Player)
 async def test_a_ticket_is_stored_only_as_a_digest(ann: Player) -> None:
     from django.core.cache import cache
 
-    issued = await sync_to_async(ticket)(ann)
+    issued = await database_sync_to_async(ticket)(ann)
     assert cache.get("live-ticket:" + issued) is None
-    assert await sync_to_async(auth.ticket_redeem)(issued) is not None
-    assert await sync_to_async(auth.ticket_redeem)(issued) is None
+    assert await database_sync_to_async(auth.ticket_redeem)(issued) is not None
+    assert await database_sync_to_async(auth.ticket_redeem)(issued) is None
 
 
 async def test_the_ticket_endpoint_needs_a_signed_in_user(api_client: Any) -> None:
-    response = await sync_to_async(api_client.post)("/api/v1/realtime/ticket")
+    response = await database_sync_to_async(api_client.post)("/api/v1/realtime/ticket")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "UNAUTHORIZED"
 
 
 async def test_the_bearer_subprotocol_carries_the_jwt(open_socket: Any, ann: Player) -> None:
-    token = await sync_to_async(access_token)(ann)
+    token = await database_sync_to_async(access_token)(ann)
     socket = await open_socket(subprotocols=["bearer", token])
     assert (socket.accepted, socket.detail) == (True, "bearer")
     await socket.subscribe()
@@ -178,13 +178,13 @@ async def test_the_bearer_subprotocol_carries_the_jwt(open_socket: Any, ann: Pla
 async def test_a_bad_or_missing_credential_closes_4401_before_anything_streams(
     open_socket: Any, ann: Player, query: str, subprotocols: list[str] | None
 ) -> None:
-    token = await sync_to_async(access_token)(ann)
+    token = await database_sync_to_async(access_token)(ann)
     socket = await open_socket(query.format(token=token), subprotocols=subprotocols)
     assert await socket.close_code() == 4401
 
 
 async def test_an_expired_jwt_is_refused(open_socket: Any, ann: Player) -> None:
-    token = await sync_to_async(access_token)(ann, timedelta(seconds=-1))
+    token = await database_sync_to_async(access_token)(ann, timedelta(seconds=-1))
     socket = await open_socket(subprotocols=["bearer", token])
     assert await socket.close_code() == 4401
 
@@ -193,7 +193,7 @@ async def test_query_tokens_work_only_where_settings_allow_them(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_WS_ALLOW_QUERY_TOKEN = True
-    token = await sync_to_async(access_token)(ann)
+    token = await database_sync_to_async(access_token)(ann)
     socket = await open_socket(f"?token={token}")
     assert socket.accepted
     await socket.subscribe()
@@ -202,21 +202,21 @@ async def test_query_tokens_work_only_where_settings_allow_them(
 async def test_a_foreign_browser_origin_is_refused_at_the_handshake(
     open_socket: Any, ann: Player
 ) -> None:
-    issued = await sync_to_async(ticket)(ann)
+    issued = await database_sync_to_async(ticket)(ann)
     socket = await open_socket(f"?ticket={issued}", origin="https://evil.example")
     assert socket.accepted is False
 
 
 async def test_an_allowed_origin_and_no_origin_both_connect(open_socket: Any, ann: Player) -> None:
     for origin in ("http://localhost:8000", None):
-        issued = await sync_to_async(ticket)(ann)
+        issued = await database_sync_to_async(ticket)(ann)
         socket = await open_socket(f"?ticket={issued}", origin=origin)
         assert socket.accepted
         await socket.subscribe()
 
 
 async def test_the_connection_closes_when_its_jwt_expires(open_socket: Any, ann: Player) -> None:
-    token = await sync_to_async(access_token)(ann, timedelta(seconds=2))
+    token = await database_sync_to_async(access_token)(ann, timedelta(seconds=2))
     socket = await open_socket(subprotocols=["bearer", token])
     await socket.subscribe()
     assert await socket.close_code() == 4401
@@ -226,10 +226,10 @@ async def test_a_deactivated_user_is_closed_within_one_heartbeat(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_WS_HEARTBEAT_SECONDS = 1
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.subscribe()
     ann.user.is_active = False
-    await sync_to_async(ann.user.save)()
+    await database_sync_to_async(ann.user.save)()
     assert await socket.close_code() == 4401
 
 
@@ -237,7 +237,7 @@ async def test_a_deactivated_user_is_closed_within_one_heartbeat(
 
 
 async def test_ping_gets_pong(open_socket: Any, ann: Player) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.send("ping")
     assert (await socket.receive())["event"] == "pong"
 
@@ -260,7 +260,7 @@ async def test_ping_gets_pong(open_socket: Any, ann: Player) -> None:
 async def test_a_malformed_frame_or_unknown_channel_gets_an_error_and_the_socket_stays(
     open_socket: Any, ann: Player, frame: str, message: str | None
 ) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.communicator.send_to(text_data=frame)
     error = await socket.receive()
     assert error["event"] == "error"
@@ -271,14 +271,14 @@ async def test_a_malformed_frame_or_unknown_channel_gets_an_error_and_the_socket
 
 
 async def test_binary_frames_are_refused_politely(open_socket: Any, ann: Player) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.communicator.send_to(bytes_data=b"\x00\x01")
     assert (await socket.receive())["event"] == "error"
     await socket.subscribe()
 
 
 async def test_a_frame_over_64_kib_closes_4429(open_socket: Any, ann: Player) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.communicator.send_to(text_data=json.dumps({"event": "ping", "x": "a" * 65536}))
     assert await socket.close_code() == 4429
 
@@ -287,7 +287,7 @@ async def test_more_client_messages_than_the_rate_closes_4429(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_WS_CLIENT_MESSAGE_RATE = Rate(5, 60)
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     for _ in range(5):
         await socket.send("ping")
         assert (await socket.receive())["event"] == "pong"
@@ -299,7 +299,7 @@ async def test_subscriptions_per_connection_are_bounded(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_WS_MAX_SUBSCRIPTIONS = 2
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.subscribe("leaderboard.top10")
     await socket.subscribe("leaderboard.daily.top10")
     await socket.send("subscribe", channel="leaderboard.weekly.top10")
@@ -314,8 +314,8 @@ async def test_subscriptions_per_connection_are_bounded(
 async def test_a_score_reaches_subscribers_with_seq_rank_changes_and_a_new_leader(
     open_socket: Any, ann: Player, make_player: Callable[..., Player], score: Any
 ) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
-    country = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
+    country = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     first = await socket.subscribe()
     await country.subscribe("leaderboard.country.FR.top10")
 
@@ -329,7 +329,7 @@ async def test_a_score_reaches_subscribers_with_seq_rank_changes_and_a_new_leade
     french = await country.receive_event("leaderboard.update")
     assert [r["username"] for r in french["leaderboard"]] == ["ann"]
 
-    bob = await sync_to_async(make_player)(username="bob", country="DE")
+    bob = await database_sync_to_async(make_player)(username="bob", country="DE")
     await score(bob)
     await score(bob)
     frames: list[dict[str, Any]] = []
@@ -359,7 +359,7 @@ async def test_a_burst_ends_with_its_final_state(
     open_socket: Any, ann: Player, score: Any, settings: Any
 ) -> None:
     settings.SCOREBOARD_BROADCAST_INTERVAL_MS = 400
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.subscribe()
     for _ in range(6):
         await score(ann)
@@ -375,7 +375,7 @@ async def test_a_burst_ends_with_its_final_state(
 async def test_subscribing_again_gets_a_fresh_snapshot(
     open_socket: Any, ann: Player, score: Any
 ) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.subscribe()
     await score(ann)
     update = await socket.receive_event("leaderboard.update")
@@ -387,7 +387,7 @@ async def test_subscribing_again_gets_a_fresh_snapshot(
 async def test_unsubscribed_channels_go_quiet_and_the_hub_lets_go(
     open_socket: Any, ann: Player, score: Any
 ) -> None:
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     await socket.subscribe()
     assert running_hub().subscriber_count(TOP10) == 1
     await socket.send("unsubscribe", channel=TOP10)
@@ -400,7 +400,7 @@ async def test_unsubscribed_channels_go_quiet_and_the_hub_lets_go(
 async def test_closed_sockets_leave_nothing_behind(open_socket: Any, ann: Player) -> None:
     sockets = []
     for _ in range(10):
-        socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+        socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
         await socket.subscribe()
         await socket.subscribe("leaderboard.daily.top10")
         sockets.append(socket)
@@ -414,7 +414,7 @@ async def test_a_client_that_falls_behind_is_closed_4408(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_LIVE_SEND_QUEUE = 2
-    socket = await open_socket(f"?ticket={await sync_to_async(ticket)(ann)}")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
     snapshot = await socket.subscribe()
     hub = running_hub()
     frame = Frame.of("leaderboard.update", {"channel": TOP10, "seq": 0})
@@ -450,7 +450,7 @@ async def test_broadcasts_wait_behind_the_snapshot(ann: Player) -> None:
 async def test_a_board_that_cannot_be_read_is_an_error_and_the_socket_stays(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
-    token = await sync_to_async(access_token)(ann)
+    token = await database_sync_to_async(access_token)(ann)
     socket = await open_socket(subprotocols=["bearer", token])
     # The broadcast state is in Redis, and Redis is unreachable.
     settings.REDIS_URL = DEAD_REDIS_URL
@@ -467,7 +467,7 @@ async def test_a_board_that_cannot_be_read_is_an_error_and_the_socket_stays(
 async def test_tickets_that_cannot_be_checked_close_with_try_again_later(
     open_socket: Any, ann: Player, settings: Any
 ) -> None:
-    issued = await sync_to_async(ticket)(ann)
+    issued = await database_sync_to_async(ticket)(ann)
     settings.CACHES = config.cache_config({"REDIS_URL": DEAD_REDIS_URL})
     socket = await open_socket(f"?ticket={issued}")
     assert await socket.close_code() == 1013

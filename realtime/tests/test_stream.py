@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
 
 from accounts.services import token_pair_for_credentials
 from conftest import TEST_PASSWORD
@@ -90,9 +90,9 @@ async def open_stream() -> AsyncIterator[Callable[..., Any]]:
 async def ann(make_player: Callable[..., Player], settings: Any, live_mode: str) -> Player:
     settings.SCOREBOARD_BROADCAST_INTERVAL_MS = 50
     settings.SCOREBOARD_RATE_SCORE_UPDATES = Rate(1000, 60)
-    player = await sync_to_async(make_player)(username="ann", country="FR")
+    player = await database_sync_to_async(make_player)(username="ann", country="FR")
     if live_mode == "redis":
-        await sync_to_async(index_built)()
+        await database_sync_to_async(index_built)()
     return player
 
 
@@ -103,7 +103,9 @@ def access_token(player: Player) -> str:
 async def test_the_stream_sends_the_snapshot_then_every_update(
     open_stream: Any, ann: Player, game_server: GameServerKey
 ) -> None:
-    stream = await open_stream("channel=leaderboard.top10", await sync_to_async(access_token)(ann))
+    stream = await open_stream(
+        "channel=leaderboard.top10", await database_sync_to_async(access_token)(ann)
+    )
     status, headers, _ = await stream.start()
     assert status == 200
     assert headers["cache-control"] == "no-cache"
@@ -114,7 +116,7 @@ async def test_the_stream_sends_the_snapshot_then_every_update(
         [],
     )
 
-    response = await sync_to_async(ann.score_action)(game_server)
+    response = await database_sync_to_async(ann.score_action)(game_server)
     assert response.status_code == 200
     event, update = await stream.event()
     assert (event, update["seq"], update["snapshot"]) == (
@@ -128,7 +130,7 @@ async def test_the_stream_sends_the_snapshot_then_every_update(
 async def test_a_ticket_works_for_clients_that_cannot_send_headers(
     open_stream: Any, ann: Player
 ) -> None:
-    response = await sync_to_async(ann.client.post)("/api/v1/realtime/ticket")
+    response = await database_sync_to_async(ann.client.post)("/api/v1/realtime/ticket")
     ticket = response.json()["data"]["ticket"]
     stream = await open_stream(f"channel=leaderboard.country.FR.top10&ticket={ticket}")
     assert (await stream.start())[0] == 200
@@ -147,7 +149,7 @@ async def test_a_ticket_works_for_clients_that_cannot_send_headers(
 async def test_refusals_use_the_error_envelope(
     open_stream: Any, ann: Player, query: str, with_token: bool, status: int, code: str
 ) -> None:
-    token = await sync_to_async(access_token)(ann) if with_token else None
+    token = await database_sync_to_async(access_token)(ann) if with_token else None
     stream = await open_stream(query, token)
     got_status, _, body = await stream.start()
     assert got_status == status
@@ -156,7 +158,9 @@ async def test_refusals_use_the_error_envelope(
 
 
 async def test_a_closed_stream_leaves_the_hub(open_stream: Any, ann: Player) -> None:
-    stream = await open_stream("channel=leaderboard.top10", await sync_to_async(access_token)(ann))
+    stream = await open_stream(
+        "channel=leaderboard.top10", await database_sync_to_async(access_token)(ann)
+    )
     await stream.start()
     await stream.event()
     assert running_hub().subscriber_count("leaderboard.top10") == 1
@@ -169,11 +173,13 @@ async def test_the_stream_ends_within_a_heartbeat_once_the_user_is_deactivated(
     open_stream: Any, ann: Player, settings: Any
 ) -> None:
     settings.SCOREBOARD_WS_HEARTBEAT_SECONDS = 1
-    stream = await open_stream("channel=leaderboard.top10", await sync_to_async(access_token)(ann))
+    stream = await open_stream(
+        "channel=leaderboard.top10", await database_sync_to_async(access_token)(ann)
+    )
     await stream.start()
     await stream.event()
     ann.user.is_active = False
-    await sync_to_async(ann.user.save)()
+    await database_sync_to_async(ann.user.save)()
     event, data = await stream.event()
     while event != "error":
         event, data = await stream.event()
