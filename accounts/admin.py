@@ -1,9 +1,13 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.http import HttpRequest
 
 from accounts.models import AVATAR_MAX_LENGTH, User
+from accounts.services import user_role_groups_sync
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -22,7 +26,8 @@ class UserEditForm(UserChangeForm):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    """Users by role; staff and superuser status follow the role."""
+    """Users by role; staff and superuser status, and membership of the Moderators group,
+    follow the role."""
 
     form = UserEditForm
     add_form = UserCreationForm
@@ -41,3 +46,8 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),
     )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The form's `groups` are saved after the user: put the role's group back in step.
+        super().save_related(request, form, formsets, change)
+        user_role_groups_sync(user=form.instance)

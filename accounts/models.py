@@ -26,6 +26,11 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+# The auth group holding the moderators' permissions (created by a scoring migration). The
+# role decides membership: every moderator is in it, nobody else (accounts.services).
+MODERATORS_GROUP = "Moderators"
+
+
 def on_leaderboards(prefix: str = "") -> Q:
     """The condition for a user to appear on boards (active, not hidden); `prefix` names the
     relation when filtering another model, e.g. `on_leaderboards("user__")`."""
@@ -62,7 +67,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A player, moderator or administrator.
 
     The role is the single source of staff and superuser status: moderators and admins may use
-    the Django admin, admins hold every permission.
+    the Django admin, admins hold every permission, and moderators get theirs from the
+    Moderators group, which the role puts them in and takes them out of.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import Group
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -17,9 +19,11 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import Role, User
+from accounts.models import MODERATORS_GROUP, Role, User
 from accounts.selectors import user_for_token, user_signing_key
 from scoreboard.errors import NON_FIELD_ERRORS, InvalidInput, TokenExpired, Unauthorized
+
+logger = logging.getLogger(__name__)
 
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     Role.USER: ("score.update", "leaderboard.view"),
@@ -120,6 +124,21 @@ def user_update_profile(
         raise _invalid_from_validation_error(error) from None
     user.save(update_fields=list(changes))
     return user
+
+
+def user_role_groups_sync(*, user: User) -> None:
+    """Put a moderator in the Moderators group and take anyone else out of it: the role is
+    the one place that says who moderates (the group only carries the permissions). Called
+    after every save that may have changed the role, and after the user admin saved the
+    groups from its form, which would otherwise overwrite the membership."""
+    group = Group.objects.filter(name=MODERATORS_GROUP).first()
+    if group is None:
+        logger.error("The %s group is missing: run `manage.py migrate`.", MODERATORS_GROUP)
+        return
+    if user.role == Role.MODERATOR:
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
 
 
 def user_rotate_signing_key(*, user: User) -> str:

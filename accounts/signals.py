@@ -1,5 +1,6 @@
 """`shown_profile_changed`: sent after commit when a saved player's boards-relevant fields
-changed, so the boards and the live channels follow without this app knowing them."""
+changed, so the boards and the live channels follow without this app knowing them. And the
+Moderators group membership, kept in step with the role on every save."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from django.db import transaction
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import Signal, receiver
 
-from accounts.models import User
+from accounts.models import Role, User
+from accounts.services import user_role_groups_sync
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,16 @@ def _remember_shown_profile(sender: Any, instance: User, **kwargs: Any) -> None:
     instance._shown_before = (  # type: ignore[attr-defined]
         User.objects.filter(pk=instance.pk).values(*SHOWN_FIELDS).first()
     )
+
+
+@receiver(post_save, sender=User, dispatch_uid="accounts.sync_role_groups")
+def _sync_role_groups(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and "role" not in update_fields:
+        return
+    if created and instance.role != Role.MODERATOR:
+        return  # a new user is in no group
+    user_role_groups_sync(user=instance)
 
 
 @receiver(post_save, sender=User, dispatch_uid="accounts.announce_shown_profile")

@@ -71,3 +71,23 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """Decimal digits only: `10.0`, `+10`, ` 10` and `1e1` are refused."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if not isinstance(data, str) or not data.isascii() or not data.isdigit() or len(data) > 9:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def query_params(request: Any) -> dict[str, str]:
+    """Single-valued query parameters; a parameter given twice is refused."""
+    params = request.query_params
+    repeated = sorted(name for name in params if len(params.getlist(name)) > 1)
+    if repeated:
+        raise serializers.ValidationError(
+            {name: ["Give this parameter once."] for name in repeated}
+        )
+    return {name: params[name] for name in params}

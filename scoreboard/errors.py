@@ -49,6 +49,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "NOT_ACCEPTABLE": (406, "No acceptable response format (the API speaks JSON)"),
     "PAYLOAD_TOO_LARGE": (413, "Request body over 64 KiB"),
     "UNSUPPORTED_MEDIA_TYPE": (415, "Request body is not application/json"),
+    "DECISION_CONFLICT": (409, "The update's review state does not allow this decision"),
     "IDEMPOTENCY_KEY_REUSED": (422, "Idempotency-Key already used with a different request"),
     "SERVICE_UNAVAILABLE": (503, "A dependency is unavailable; retry later"),
 }

@@ -195,6 +195,43 @@ SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS = config.env_int(
 )
 SCOREBOARD_CLOCK_SKEW_SECONDS = config.env_int(ENV, "SCOREBOARD_CLOCK_SKEW_SECONDS", 10)
 
+# Anomaly rules (DESIGN.md §6, scoring/anomaly.py, docs/scoring.md "Anomaly rules"). Every rule
+# that trips adds its weight to an update's risk: at the flag threshold the update counts and
+# is FLAGGED for a moderator, at the hold threshold it is HELD (not counted until approved).
+# The defaults never trip for a player who acts at most once every 30 s, no faster than the
+# catalog's minimum durations, from one address.
+SCOREBOARD_ANOMALY_FLAG_THRESHOLD = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_FLAG_THRESHOLD", 30, minimum=1
+)
+SCOREBOARD_ANOMALY_HOLD_THRESHOLD = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_HOLD_THRESHOLD", 80, minimum=1
+)
+# POINTS_PER_WINDOW: more points than this within the sliding window.
+SCOREBOARD_ANOMALY_POINTS_LIMIT = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_POINTS_LIMIT", 2000, minimum=1
+)
+SCOREBOARD_ANOMALY_POINTS_WINDOW_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_POINTS_WINDOW_SECONDS", 600, minimum=1
+)
+SCOREBOARD_ANOMALY_POINTS_WEIGHT = config.env_int(ENV, "SCOREBOARD_ANOMALY_POINTS_WEIGHT", 50)
+# TOO_FAST: an action of one type again sooner than its catalog minimum duration.
+SCOREBOARD_ANOMALY_TOO_FAST_WEIGHT = config.env_int(ENV, "SCOREBOARD_ANOMALY_TOO_FAST_WEIGHT", 30)
+# REPEATED_ACTION: one action type more often than this within the sliding window.
+SCOREBOARD_ANOMALY_REPEAT_LIMIT = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_REPEAT_LIMIT", 15, minimum=1
+)
+SCOREBOARD_ANOMALY_REPEAT_WINDOW_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_REPEAT_WINDOW_SECONDS", 300, minimum=1
+)
+SCOREBOARD_ANOMALY_REPEAT_WEIGHT = config.env_int(ENV, "SCOREBOARD_ANOMALY_REPEAT_WEIGHT", 30)
+# ACTION_DAILY_CAP: more updates of one action type in a UTC day than its catalog cap.
+SCOREBOARD_ANOMALY_DAILY_CAP_WEIGHT = config.env_int(ENV, "SCOREBOARD_ANOMALY_DAILY_CAP_WEIGHT", 30)
+# IP_HOP: another address than the previous update's, that update being this recent.
+SCOREBOARD_ANOMALY_IP_WINDOW_SECONDS = config.env_int(
+    ENV, "SCOREBOARD_ANOMALY_IP_WINDOW_SECONDS", 300, minimum=1
+)
+SCOREBOARD_ANOMALY_IP_WEIGHT = config.env_int(ENV, "SCOREBOARD_ANOMALY_IP_WEIGHT", 20)
+
 # Leaderboards: how many entries an archived period keeps.
 SCOREBOARD_SNAPSHOT_SIZE = config.env_int(ENV, "SCOREBOARD_SNAPSHOT_SIZE", 100, minimum=1)
 

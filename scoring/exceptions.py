@@ -37,3 +37,24 @@ class DailyCapReached(ApplicationError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     error_code = "RATE_LIMIT_EXCEEDED"
     default_detail = "The daily limit for this action is reached."
+
+
+class ScoreUpdateNotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    error_code = "NOT_FOUND"
+    default_detail = "No score update with that id."
+
+
+class UserNotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    error_code = "USER_NOT_FOUND"
+    default_detail = "No user with that id."
+
+
+class DecisionConflict(ApplicationError):
+    """The update's review state does not allow the decision (approving a rejected update,
+    deciding on a reversal entry). Repeating the decision already taken is not a conflict."""
+
+    status_code = status.HTTP_409_CONFLICT
+    error_code = "DECISION_CONFLICT"
+    default_detail = "The update's review state does not allow this decision."

@@ -1,9 +1,12 @@
 """The action catalog, game-server credentials, one-time action tokens, the score audit log
-and the totals it feeds.
+and the totals it feeds, and the moderators' decisions about it.
 
-`ScoreUpdate` is append-only: the source of truth for every point. `ScoreTotal` holds, per
+`ScoreUpdate` is append-only: the source of truth for every point. A moderator's decision
+records itself on the row it judges (status, who, when) and never deletes one: a rejected
+update that had counted is cancelled by a compensating REVERSAL row. `ScoreTotal` holds, per
 (board, period, period start, user), the running total the boards rank; it is written in the
-same transaction as the audit row that changes it.
+same transaction as the audit row that changes it. `ModerationDecision` is the append-only
+log of every decision (approve, reject, ban).
 """
 
 from __future__ import annotations
@@ -121,6 +124,21 @@ class ScoreStatus(models.TextChoices):
     FLAGGED = "FLAGGED", "Counted, flagged for review"
     HELD = "HELD", "Held for review (not counted)"
     REJECTED = "REJECTED", "Rejected by a moderator"
+    # A moderator's compensating entry: takes a rejected update's points back out of the
+    # totals it had counted in (negative increment; `reverses` names the update).
+    REVERSAL = "REVERSAL", "Reversal of a rejected update"
+
+
+# Statuses waiting for a moderator: the review queue.
+REVIEW_STATUSES = (ScoreStatus.FLAGGED, ScoreStatus.HELD)
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVED = "APPROVED", "Approved"
+    REJECTED = "REJECTED", "Rejected"
+
+
+REVIEW_REASON_MAX_LENGTH = 500
 
 
 class ScoreUpdate(models.Model):
@@ -154,6 +172,25 @@ class ScoreUpdate(models.Model):
     )
     risk_reasons = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField()
+    # The last moderator's decision about this update. The moderator is SET_NULL so that
+    # erasing their account keeps the decision (ModerationDecision has the full log).
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reviewed_score_updates",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_decision = models.CharField(
+        max_length=8, choices=ReviewDecision.choices, blank=True, default=""
+    )
+    review_reason = models.CharField(max_length=REVIEW_REASON_MAX_LENGTH, blank=True, default="")
+    # Set on a REVERSAL row: the rejected update it cancels. One-to-one, so an update can be
+    # reverted at most once whatever happens above the database.
+    reverses = models.OneToOneField(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversal"
+    )
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -165,6 +202,19 @@ class ScoreUpdate(models.Model):
                 fields=["status", "-created_at"],
                 name="scoreupdate_review_queue",
                 condition=Q(status__in=[ScoreStatus.FLAGGED, ScoreStatus.HELD]),
+            ),
+            models.Index(
+                fields=["-reviewed_at"],
+                name="scoreupdate_reviewed",
+                condition=Q(reviewed_at__isnull=False),
+            ),
+        ]
+        constraints: ClassVar = [
+            # A REVERSAL row always names what it reverses, and nothing else does.
+            models.CheckConstraint(
+                condition=(Q(status=ScoreStatus.REVERSAL) & Q(reverses__isnull=False))
+                | (~Q(status=ScoreStatus.REVERSAL) & Q(reverses__isnull=True)),
+                name="scoreupdate_reversal_names_its_update",
             ),
         ]
 
@@ -210,3 +260,65 @@ class ScoreTotal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.board}/{self.period}/{self.period_start}: {self.score} ({self.user_id})"
+
+
+class ReviewItem(ScoreUpdate):
+    """The moderation queue's view of score updates (flagged, held and decided ones). A proxy,
+    so the queue has permissions of its own: the Moderators group may view and decide on
+    queue items and ban players without any right to edit the audit log."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "moderation queue item"
+        verbose_name_plural = "moderation queue"
+        permissions: ClassVar = [("ban_player", "Can ban a player from the moderation queue")]
+
+
+class ModerationAction(models.TextChoices):
+    APPROVE = "APPROVE", "Approve"
+    REJECT = "REJECT", "Reject"
+    BAN = "BAN", "Ban player"
+
+
+class ModerationDecision(models.Model):
+    """One moderator decision: the append-only audit log of the moderation path.
+
+    `points` is what the decision changed the player's totals by (the approved points, minus
+    the reverted ones, 0 for a cleared flag, a discarded hold or a ban). The moderator is
+    SET_NULL: erasing their account keeps the decision and when it was taken.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.CharField(max_length=10, choices=ModerationAction.choices)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="moderation_decisions_taken",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="moderation_decisions"
+    )
+    score_update = models.ForeignKey(
+        ScoreUpdate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="decisions",
+    )
+    previous_status = models.CharField(max_length=10, choices=ScoreStatus.choices, blank=True)
+    new_status = models.CharField(max_length=10, choices=ScoreStatus.choices, blank=True)
+    points = models.IntegerField(default=0)
+    reason = models.CharField(max_length=REVIEW_REASON_MAX_LENGTH, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes: ClassVar = [
+            models.Index(fields=["-created_at"], name="moderation_created_at"),
+            models.Index(fields=["user", "-created_at"], name="moderation_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.user_id} at {self.created_at:%Y-%m-%d %H:%M:%S}"

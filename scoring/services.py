@@ -20,7 +20,7 @@ from accounts.models import User
 from accounts.selectors import user_signing_key
 from scoreboard.encryption import encrypt_text
 from scoreboard.errors import Forbidden
-from scoring import anticheat
+from scoring import anomaly, anticheat
 from scoring.exceptions import (
     ActionAlreadyCompleted,
     ActionNotFound,
@@ -37,7 +37,12 @@ from scoring.models import (
     ScoreUpdate,
 )
 from scoring.periods import DEFAULT_BOARD, Period, period_starts
-from scoring.selectors import action_active_by_type, rank_for_score
+from scoring.selectors import (
+    action_active_by_type,
+    completions_recent,
+    rank_for_score,
+    score_total_all_time,
+)
 from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
 
 # The catalog `load_actions` installs: (type, points, description, minimum seconds, daily cap).
@@ -63,6 +68,11 @@ class AppliedScoreUpdate:
     new_score: int
     previous_rank: int | None
     new_rank: int | None
+
+    @property
+    def is_held(self) -> bool:
+        """Held for a moderator by the anomaly rules: recorded, but not counted."""
+        return self.score_update.status == ScoreStatus.HELD
 
 
 def hash_action_token(token: str) -> str:
@@ -254,9 +264,11 @@ def score_update_apply(
     """Spend an action token and add its points, in one transaction.
 
     The token is consumed by one conditional UPDATE, so of any number of concurrent
-    submissions exactly one wins. Totals are added in the database (no read-modify-write), and
-    the audit row records the scores and ranks before and after. `score_committed` is sent
-    after commit.
+    submissions exactly one wins. The anomaly rules then judge the update against the player's
+    recent ones (`scoring.anomaly`): a held update is recorded but not counted, and announces
+    nothing. Otherwise totals are added in the database (no read-modify-write), and the audit
+    row records the scores and ranks before and after, its status and risk reasons.
+    `score_committed` is sent after commit for counted (including flagged) updates only.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -268,20 +280,31 @@ def score_update_apply(
             score_increment=score_increment,
             now=now,
         )
-        totals = score_totals_add(user=user, board=DEFAULT_BOARD, points=token.points, now=now)
-        new_score = totals[Period.ALL_TIME].score
-        previous_score = new_score - token.points
+        assessment = _anomaly_assess(user=user, token=token, ip_address=ip_address, now=now)
+        counted = assessment.status != ScoreStatus.HELD
+        totals: dict[str, PeriodTotal] | None = None
+        if counted:
+            totals = score_totals_add(user=user, board=DEFAULT_BOARD, points=token.points, now=now)
+            new_score = totals[Period.ALL_TIME].score
+            previous_score = new_score - token.points
+        else:
+            new_score = previous_score = score_total_all_time(user_id=user.pk)
         ranked = user.is_on_leaderboards
         previous_rank = (
             rank_for_score(score=previous_score, excluding_user_id=user.pk) if ranked else None
         )
-        new_rank = rank_for_score(score=new_score, excluding_user_id=user.pk) if ranked else None
+        new_rank = (
+            rank_for_score(score=new_score, excluding_user_id=user.pk)
+            if ranked and counted
+            else previous_rank
+        )
         score_update = ScoreUpdate.objects.create(
             user=user,
             board=DEFAULT_BOARD,
             action_type=action_type,
             action_id=action_id,
             action_token=token,
+            # A held update keeps the points claimed, for a moderator to approve later.
             score_increment=token.points,
             previous_score=previous_score,
             new_score=new_score,
@@ -291,32 +314,68 @@ def score_update_apply(
             user_agent=user_agent[:USER_AGENT_MAX_LENGTH],
             client_timestamp=client_timestamp,
             verified=True,
-            status=ScoreStatus.COUNTED,
+            status=assessment.status,
+            risk_reasons=assessment.risk_reasons(),
             created_at=now,
         )
-        announce_on_commit(
-            ScoreCommitted(
-                score_update_id=score_update.pk,
-                user_id=user.pk,
-                username=user.username,
-                country=user.country,
-                avatar=user.avatar,
-                visible=ranked,
-                board=DEFAULT_BOARD,
-                status=score_update.status,
-                score_increment=token.points,
-                totals=totals,
-                previous_rank=previous_rank,
-                new_rank=new_rank,
-                committed_at=now,
+        if totals is not None:
+            announce_on_commit(
+                ScoreCommitted(
+                    score_update_id=score_update.pk,
+                    user_id=user.pk,
+                    username=user.username,
+                    country=user.country,
+                    avatar=user.avatar,
+                    visible=ranked,
+                    board=DEFAULT_BOARD,
+                    status=score_update.status,
+                    score_increment=token.points,
+                    totals=totals,
+                    previous_rank=previous_rank,
+                    new_rank=new_rank,
+                    committed_at=now,
+                )
             )
-        )
     return AppliedScoreUpdate(
         score_update=score_update,
         new_score=new_score,
         previous_rank=previous_rank,
         new_rank=new_rank,
     )
+
+
+def _anomaly_assess(
+    *, user: User, token: ActionToken, ip_address: str | None, now: datetime
+) -> anomaly.Assessment:
+    """Judge the update that spends `token` against the player's recent completions.
+
+    The player's row is locked first (as `_check_daily_cap` does), so concurrent updates of
+    one player are judged one after the other, each seeing the ones committed before it: two
+    updates cannot both escape a rule that they would trip together. Other players are not
+    held up. Then one indexed query loads the history every rule needs.
+    """
+    config = anomaly.AnomalyConfig.from_settings()
+    action = token.action_type  # loaded with the token
+    limits = anomaly.ActionLimits(
+        min_duration_seconds=action.min_duration_seconds,
+        daily_cap_per_user=action.daily_cap_per_user,
+    )
+    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+    history = completions_recent(
+        user_id=user.pk,
+        since=config.history_start(now=now),
+        action_type=action.action_type,
+        same_type_since=config.same_type_start(now=now, action=limits),
+    )
+    update = anomaly.Completion(
+        action_type=action.action_type,
+        points=token.points,
+        ip_address=ip_address,
+        recorded_at=now,
+        completed_at=token.completed_at,
+        issued_at=token.created_at,
+    )
+    return anomaly.assess(update, history, limits, config)
 
 
 def _consume_action_token(
@@ -328,7 +387,11 @@ def _consume_action_token(
     score_increment: int,
     now: datetime,
 ) -> ActionToken:
-    found = ActionToken.objects.filter(token_hash=hash_action_token(token)).first()
+    found = (
+        ActionToken.objects.select_related("action_type")
+        .filter(token_hash=hash_action_token(token))
+        .first()
+    )
     # Another player's token is reported like an unknown one: nothing is revealed about it.
     if found is None or found.user_id != user.pk:
         raise InvalidActionToken()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from accounts.countries import COUNTRY_CODES
-from scoreboard.api import StrictSerializer
+from scoreboard.api import QueryIntegerField, StrictSerializer
 from scoring.periods import Period
 
 MAX_OFFSET = 1_000_000
@@ -25,15 +23,6 @@ class BoardQuerySerializer(StrictSerializer):
         return value
 
 
-class QueryIntegerField(serializers.IntegerField):
-    """Decimal digits only: `10.0`, `+10`, ` 10` and `1e1` are refused."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if not isinstance(data, str) or not data.isascii() or not data.isdigit() or len(data) > 9:
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class TopQuerySerializer(BoardQuerySerializer):
     limit = QueryIntegerField(min_value=1, max_value=100, default=10)
     offset = QueryIntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
@@ -48,17 +37,6 @@ class HistoryQuerySerializer(StrictSerializer):
         choices=[Period.DAILY, Period.WEEKLY, Period.MONTHLY], default=Period.DAILY
     )
     date = serializers.DateField(input_formats=["%Y-%m-%d"])
-
-
-def query_params(request: Any) -> dict[str, str]:
-    """Single-valued query parameters; a parameter given twice is refused."""
-    params = request.query_params
-    repeated = sorted(name for name in params if len(params.getlist(name)) > 1)
-    if repeated:
-        raise serializers.ValidationError(
-            {name: ["Give this parameter once."] for name in repeated}
-        )
-    return {name: params[name] for name in params}
 
 
 class BoardEntrySerializer(serializers.Serializer):

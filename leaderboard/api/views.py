@@ -19,12 +19,11 @@ from leaderboard.api.serializers import (
     HistoryQuerySerializer,
     SnapshotSerializer,
     TopQuerySerializer,
-    query_params,
 )
 from leaderboard.backends.base import BoardKey
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.services import board_row_data
-from scoreboard.api import success
+from scoreboard.api import query_params, success
 from scoreboard.openapi import success_envelope
 from scoring.periods import Period, period_start
 

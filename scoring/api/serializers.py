@@ -150,12 +150,26 @@ class ScoreUpdateOutputSerializer(serializers.Serializer):
     timestamp = serializers.DateTimeField()
 
 
-# What players see of an update's review state: a flag stays internal to moderators.
+class ScoreUpdateHeldOutputSerializer(ScoreUpdateOutputSerializer):
+    """A held update (202): recorded but not counted, so `newScore`, `rank` and
+    `previousRank` are the player's standing without it; `scoreIncrement` is what a
+    moderator's approval would add."""
+
+    status = serializers.ChoiceField(
+        choices=["PENDING_REVIEW"], help_text="Waiting for a moderator's decision."
+    )
+
+
+# What players see of an update's review state: a flag stays internal to moderators. A
+# moderator's reversal (negative increment, listed when the update was rejected) belongs to
+# the rejection: REJECTED like the update it cancels, so the COUNTED rows still add up to the
+# player's total.
 PUBLIC_STATUS = {
     ScoreStatus.COUNTED: "COUNTED",
     ScoreStatus.FLAGGED: "COUNTED",
     ScoreStatus.HELD: "PENDING_REVIEW",
     ScoreStatus.REJECTED: "REJECTED",
+    ScoreStatus.REVERSAL: "REJECTED",
 }
 
 

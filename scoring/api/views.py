@@ -15,13 +15,16 @@ from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
 from scoring import selectors, services
 from scoring.api.serializers import (
+    PUBLIC_STATUS,
     ActionCompleteInputSerializer,
     ActionTokenOutputSerializer,
     ScoreHistoryItemSerializer,
     ScoreHistoryPageSerializer,
+    ScoreUpdateHeldOutputSerializer,
     ScoreUpdateInputSerializer,
     ScoreUpdateOutputSerializer,
 )
+from scoring.models import ScoreStatus
 
 ACTION_TOKEN_HEADER = OpenApiParameter(
     "X-Action-Token",
@@ -60,7 +63,10 @@ class ScoreUpdateView(APIView):
         parameters=[ACTION_TOKEN_HEADER],
         request=ScoreUpdateInputSerializer,
         responses={
-            200: success_envelope(ScoreUpdateOutputSerializer(), name="ScoreUpdateResponse")
+            200: success_envelope(ScoreUpdateOutputSerializer(), name="ScoreUpdateResponse"),
+            202: success_envelope(
+                ScoreUpdateHeldOutputSerializer(), name="ScoreUpdateHeldResponse"
+            ),
         },
     )
     @idempotent
@@ -79,19 +85,23 @@ class ScoreUpdateView(APIView):
             user_agent=request.headers.get("User-Agent", ""),
         )
         update = applied.score_update
-        return success(
-            ScoreUpdateOutputSerializer(
-                {
-                    "userId": update.user_id,
-                    "newScore": applied.new_score,
-                    "scoreIncrement": update.score_increment,
-                    "rank": applied.new_rank,
-                    "previousRank": applied.previous_rank,
-                    "timestamp": update.created_at,
-                }
-            ).data,
-            message="Score updated successfully",
-        )
+        data = {
+            "userId": update.user_id,
+            "newScore": applied.new_score,
+            "scoreIncrement": update.score_increment,
+            "rank": applied.new_rank,
+            "previousRank": applied.previous_rank,
+            "timestamp": update.created_at,
+        }
+        if applied.is_held:
+            return success(
+                ScoreUpdateHeldOutputSerializer(
+                    {**data, "status": PUBLIC_STATUS[ScoreStatus(update.status)]}
+                ).data,
+                message="Score update held for review",
+                status_code=status.HTTP_202_ACCEPTED,
+            )
+        return success(ScoreUpdateOutputSerializer(data).data, message="Score updated successfully")
 
 
 class HistoryPagination(CursorPagination):

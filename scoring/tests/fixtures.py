@@ -20,6 +20,9 @@ from scoring.anticheat import hmac_sha256_hex
 from scoring.models import GameServer
 from scoring.services import actions_load_defaults, game_server_create
 
+# Moderation's fixtures, for every app's tests too.
+pytest_plugins = ("scoring.tests.moderation_fixtures",)
+
 COMPLETE_URL = "/api/v1/actions/complete"
 UPDATE_URL = "/api/v1/scores/update"
 HISTORY_URL = "/api/v1/users/me/history"

@@ -1,0 +1,529 @@
+"""Moderation: the one write path for decisions about score updates and players, and the
+reads of the review queue. The Django admin and the API both call these functions.
+
+Decisions (DESIGN.md §6):
+
+* approve: HELD → COUNTED, its points added now to the period buckets of the moment it was
+  made (`created_at`: a hold from yesterday approved today counts in yesterday's day);
+  FLAGGED → COUNTED, the flag cleared, totals untouched.
+* reject: COUNTED or FLAGGED → REJECTED, its points taken out of the same buckets by a
+  compensating REVERSAL row; HELD → REJECTED, discarded, totals untouched.
+* ban: the player is deactivated; the accounts signal removes them from every board and
+  live channel.
+
+Each decision locks the row it changes (`SELECT … FOR UPDATE`; SQLite transactions begin
+IMMEDIATE, which serialises them), so of concurrent decisions on one update each sees the
+outcome of the one before: approving twice counts once, rejecting twice reverts once (the
+second call returns the first's outcome), and the database allows one reversal per update.
+Every decision records who and when on the update and appends a `ModerationDecision`; a
+totals change is announced with `score_committed` after commit, with the totals' new
+versions, so the board index and the live boards follow.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from accounts.models import Role, User
+from scoreboard.errors import Forbidden
+from scoring.exceptions import DecisionConflict, ScoreUpdateNotFound, UserNotFound
+from scoring.models import (
+    REVIEW_STATUSES,
+    ModerationAction,
+    ModerationDecision,
+    ReviewDecision,
+    ScoreStatus,
+    ScoreTotal,
+    ScoreUpdate,
+)
+from scoring.periods import ALL_TIME_START, Period, period_starts
+from scoring.selectors import rank_for_score
+from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
+
+logger = logging.getLogger(__name__)
+
+# What a moderator needs for each kind of act (the Moderators group holds exactly these).
+VIEW_QUEUE_PERMISSION = "scoring.view_reviewitem"
+DECIDE_PERMISSION = "scoring.change_reviewitem"
+BAN_PERMISSION = "scoring.ban_player"
+
+
+# --- who may moderate -----------------------------------------------------------------------
+
+
+def can_moderate(user: Any, permission: str = DECIDE_PERMISSION) -> bool:
+    """The admin site's own rule, for the API too: an active staff user (the role decides
+    staff) holding the permission (moderators through the Moderators group, admins as
+    superusers). A moderator taken out of the group, or a player put into it, cannot."""
+    return isinstance(user, User) and user.is_active and user.is_staff and user.has_perm(permission)
+
+
+def check_moderator(user: Any, permission: str = DECIDE_PERMISSION) -> None:
+    if not can_moderate(user, permission):
+        raise Forbidden("Only moderators may do this.")
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """Where an update stands after a decision call. `changed` is False when the call found
+    the decision already taken and did nothing; `decision` is then the earlier one."""
+
+    score_update: ScoreUpdate
+    decision: ModerationDecision
+    changed: bool
+    reversal: ScoreUpdate | None = None
+
+
+@dataclass(frozen=True)
+class BanOutcome:
+    user: User
+    decision: ModerationDecision
+    changed: bool
+
+
+# --- decisions on score updates -------------------------------------------------------------
+
+
+def score_update_approve(
+    *, update_id: uuid.UUID, moderator: User, reason: str = ""
+) -> ReviewOutcome:
+    """Approve a held update (its points count now) or clear a flagged one (it stays
+    counted). Approving an approved update again changes nothing; approving a rejected one,
+    a reversal entry or an update that never was in review is a conflict."""
+    check_moderator(moderator)
+    with transaction.atomic():
+        update = _locked_update(update_id)
+        now = timezone.now()  # after the lock: decisions are stamped in the order they apply
+        if update.status == ScoreStatus.COUNTED and update.review_decision == (
+            ReviewDecision.APPROVED
+        ):
+            return _unchanged(update, ModerationAction.APPROVE)
+        if update.status == ScoreStatus.HELD:
+            user = User.objects.get(pk=update.user_id)
+            totals, ranks = _shift_totals(
+                user=user, update=update, points=update.score_increment, at=now
+            )
+            # The row now tells when its points counted: the scores and ranks around that.
+            update.previous_score, update.new_score = totals.previous_score, totals.new_score
+            update.previous_rank, update.new_rank = ranks
+            update.status = ScoreStatus.COUNTED
+            _review(update, ReviewDecision.APPROVED, moderator=moderator, at=now, reason=reason)
+            update.save(update_fields=[*_REVIEW_FIELDS, *_SCORE_FIELDS, "status"])
+            decision = _decide(
+                ModerationAction.APPROVE,
+                update=update,
+                moderator=moderator,
+                previous_status=ScoreStatus.HELD,
+                points=update.score_increment,
+                reason=reason,
+                at=now,
+            )
+            _announce(user=user, update=update, totals=totals, ranks=ranks, at=now)
+            return ReviewOutcome(score_update=update, decision=decision, changed=True)
+        if update.status == ScoreStatus.FLAGGED:
+            update.status = ScoreStatus.COUNTED
+            _review(update, ReviewDecision.APPROVED, moderator=moderator, at=now, reason=reason)
+            update.save(update_fields=[*_REVIEW_FIELDS, "status"])
+            decision = _decide(
+                ModerationAction.APPROVE,
+                update=update,
+                moderator=moderator,
+                previous_status=ScoreStatus.FLAGGED,
+                points=0,
+                reason=reason,
+                at=now,
+            )
+            return ReviewOutcome(score_update=update, decision=decision, changed=True)
+    raise DecisionConflict(_conflict_message(update, "approved"))
+
+
+def score_update_reject(
+    *, update_id: uuid.UUID, moderator: User, reason: str = ""
+) -> ReviewOutcome:
+    """Reject an update: one that counted (flagged, counted or approved) is reverted by a
+    compensating REVERSAL row that takes exactly its points out of the buckets it counted in;
+    a held one is discarded. Rejecting a rejected update again changes nothing; a reversal
+    entry cannot be rejected."""
+    check_moderator(moderator)
+    with transaction.atomic():
+        update = _locked_update(update_id)
+        now = timezone.now()  # after the lock: decisions are stamped in the order they apply
+        if update.status == ScoreStatus.REJECTED:
+            return _unchanged(update, ModerationAction.REJECT)
+        if update.status == ScoreStatus.HELD:
+            update.status = ScoreStatus.REJECTED
+            _review(update, ReviewDecision.REJECTED, moderator=moderator, at=now, reason=reason)
+            update.save(update_fields=[*_REVIEW_FIELDS, "status"])
+            decision = _decide(
+                ModerationAction.REJECT,
+                update=update,
+                moderator=moderator,
+                previous_status=ScoreStatus.HELD,
+                points=0,
+                reason=reason,
+                at=now,
+            )
+            return ReviewOutcome(score_update=update, decision=decision, changed=True)
+        if update.status in (ScoreStatus.COUNTED, ScoreStatus.FLAGGED):
+            user = User.objects.get(pk=update.user_id)
+            previous_status = update.status
+            points = update.score_increment
+            totals, ranks = _shift_totals(user=user, update=update, points=-points, at=now)
+            reversal = ScoreUpdate.objects.create(
+                user=user,
+                board=update.board,
+                action_type=update.action_type,
+                action_id=update.action_id,
+                score_increment=-points,
+                previous_score=totals.previous_score,
+                new_score=totals.new_score,
+                previous_rank=ranks[0],
+                new_rank=ranks[1],
+                verified=False,
+                status=ScoreStatus.REVERSAL,
+                reverses=update,
+                created_at=now,
+            )
+            update.status = ScoreStatus.REJECTED
+            _review(update, ReviewDecision.REJECTED, moderator=moderator, at=now, reason=reason)
+            update.save(update_fields=[*_REVIEW_FIELDS, "status"])
+            decision = _decide(
+                ModerationAction.REJECT,
+                update=update,
+                moderator=moderator,
+                previous_status=previous_status,
+                points=-points,
+                reason=reason,
+                at=now,
+            )
+            _announce(user=user, update=reversal, totals=totals, ranks=ranks, at=now)
+            return ReviewOutcome(
+                score_update=update, decision=decision, changed=True, reversal=reversal
+            )
+    raise DecisionConflict(_conflict_message(update, "rejected"))
+
+
+_REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "review_decision", "review_reason")
+_SCORE_FIELDS = ("previous_score", "new_score", "previous_rank", "new_rank")
+
+
+def _locked_update(update_id: uuid.UUID) -> ScoreUpdate:
+    update = ScoreUpdate.objects.select_for_update().filter(pk=update_id).first()
+    if update is None:
+        raise ScoreUpdateNotFound()
+    return update
+
+
+def _unchanged(update: ScoreUpdate, action: str) -> ReviewOutcome:
+    decision = update.decisions.filter(action=action).order_by("-created_at").first()
+    if decision is None:  # decided before the decision log existed, or by hand
+        raise DecisionConflict(_conflict_message(update, "decided"))
+    return ReviewOutcome(
+        score_update=update,
+        decision=decision,
+        changed=False,
+        reversal=ScoreUpdate.objects.filter(reverses=update).first(),
+    )
+
+
+def _conflict_message(update: ScoreUpdate, wanted: str) -> str:
+    if update.status == ScoreStatus.REVERSAL:
+        return "A reversal entry is a moderator's own record; it cannot be decided on."
+    if update.status == ScoreStatus.REJECTED:
+        return f"The update was rejected; it cannot be {wanted}."
+    if update.status == ScoreStatus.COUNTED and not update.review_decision:
+        return "The update is not awaiting review."
+    return f"The update is {update.status.lower()}; it cannot be {wanted}."
+
+
+def _review(
+    update: ScoreUpdate, decision: str, *, moderator: User, at: datetime, reason: str
+) -> None:
+    update.review_decision = decision
+    update.reviewed_by = moderator
+    update.reviewed_at = at
+    update.review_reason = reason
+
+
+def _decide(
+    action: str,
+    *,
+    update: ScoreUpdate,
+    moderator: User,
+    previous_status: str,
+    points: int,
+    reason: str,
+    at: datetime,
+) -> ModerationDecision:
+    decision = ModerationDecision.objects.create(
+        action=action,
+        moderator=moderator,
+        user_id=update.user_id,
+        score_update=update,
+        previous_status=previous_status,
+        new_status=update.status,
+        points=points,
+        reason=reason,
+        created_at=at,
+    )
+    logger.info(
+        "moderation: %s of score update %s (%s → %s, %+d points) by %s",
+        action,
+        update.pk,
+        previous_status,
+        update.status,
+        points,
+        moderator.pk,
+    )
+    return decision
+
+
+# --- totals ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShiftedTotals:
+    totals: dict[str, PeriodTotal]
+    previous_score: int  # all time, before
+    new_score: int  # all time, after
+
+
+def _shift_totals(
+    *, user: User, update: ScoreUpdate, points: int, at: datetime
+) -> tuple[ShiftedTotals, tuple[int | None, int | None]]:
+    """Add `points` (negative: subtract) to the user's totals in the buckets `update` was made
+    in; returns the new totals with the all-time score and rank before and after."""
+    # All time first: the lock order of score_update_apply, so the two cannot deadlock.
+    previous_score = (
+        ScoreTotal.objects.select_for_update()
+        .filter(
+            board=update.board,
+            period=Period.ALL_TIME,
+            period_start=ALL_TIME_START,
+            user_id=user.pk,
+        )
+        .values_list("score", flat=True)
+        .first()
+    ) or 0
+    totals = score_totals_shift(
+        user_id=user.pk,
+        board=update.board,
+        starts=period_starts(update.created_at),
+        points=points,
+        now=at,
+    )
+    new_score = totals[Period.ALL_TIME].score
+    if new_score != previous_score + points:
+        logger.warning(
+            "Totals of %s were below the points reverted (%d - %d); floored at 0.",
+            user.pk,
+            previous_score,
+            -points,
+        )
+    ranked = user.is_on_leaderboards
+    ranks = (
+        rank_for_score(score=previous_score, board=update.board, excluding_user_id=user.pk)
+        if ranked
+        else None,
+        rank_for_score(score=new_score, board=update.board, excluding_user_id=user.pk)
+        if ranked
+        else None,
+    )
+    return ShiftedTotals(totals, previous_score, new_score), ranks
+
+
+def score_totals_shift(
+    *, user_id: uuid.UUID, board: str, starts: dict[str, date], points: int, now: datetime
+) -> dict[str, PeriodTotal]:
+    """Add `points` to the user's totals in the given period buckets (not necessarily the
+    current ones), in the database and in one statement like `score_totals_add`: the same
+    INSERT … ON CONFLICT DO UPDATE, so rows are locked in the same order, each changed total
+    gets `reached_at = now` and its `version` + 1 (the index applies only newer versions).
+
+    A negative shift never takes a total below zero; a bucket with no row gets one at zero.
+    """
+    user_pk = User._meta.pk.get_db_prep_value(user_id, connection)
+    reached_at = connection.ops.adapt_datetimefield_value(now)
+    params: list[Any] = []
+    for period, start in starts.items():
+        params += [board, period, connection.ops.adapt_datefield_value(start), user_pk]
+        params += [max(points, 0), reached_at, 1]
+    params.append(points)
+    table = connection.ops.quote_name(ScoreTotal._meta.db_table)
+    greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(starts))
+    sql = (
+        f"INSERT INTO {table} "  # noqa: S608
+        "(board, period, period_start, user_id, score, reached_at, version) "
+        f"VALUES {rows} ON CONFLICT (board, period, period_start, user_id) DO UPDATE SET "
+        f"score = {greatest}({table}.score + %s, 0), reached_at = excluded.reached_at, "
+        f"version = {table}.version + 1 "
+        "RETURNING period, score, version"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = {period: (score, version) for period, score, version in cursor.fetchall()}
+    return {
+        period: PeriodTotal(
+            period_start=start,
+            score=int(returned[period][0]),
+            reached_at=now,
+            version=int(returned[period][1]),
+        )
+        for period, start in starts.items()
+    }
+
+
+def _announce(
+    *,
+    user: User,
+    update: ScoreUpdate,
+    totals: ShiftedTotals,
+    ranks: tuple[int | None, int | None],
+    at: datetime,
+) -> None:
+    announce_on_commit(
+        ScoreCommitted(
+            score_update_id=update.pk,
+            user_id=user.pk,
+            username=user.username,
+            country=user.country,
+            avatar=user.avatar,
+            visible=user.is_on_leaderboards,
+            board=update.board,
+            status=update.status,
+            score_increment=update.score_increment,
+            totals=totals.totals,
+            previous_rank=ranks[0],
+            new_rank=ranks[1],
+            committed_at=at,
+        )
+    )
+
+
+# --- bans -----------------------------------------------------------------------------------
+
+
+def user_ban(*, user_id: uuid.UUID, moderator: User, reason: str = "") -> BanOutcome:
+    """Deactivate a player: they can no longer sign in or use their tokens, and the accounts
+    signal takes them off every board and live channel after commit. Banning a banned player
+    again changes nothing. Staff are not banned here: an admin changes their role."""
+    check_moderator(moderator, BAN_PERMISSION)
+    with transaction.atomic():
+        user = User.objects.select_for_update().filter(pk=user_id).first()
+        now = timezone.now()
+        if user is None:
+            raise UserNotFound()
+        if user.role != Role.USER:
+            raise Forbidden("Moderators and admins cannot be banned from the moderation queue.")
+        if not user.is_active:
+            earlier = (
+                ModerationDecision.objects.filter(user=user, action=ModerationAction.BAN)
+                .order_by("-created_at")
+                .first()
+            )
+            if earlier is not None:
+                return BanOutcome(user=user, decision=earlier, changed=False)
+        else:
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+        decision = ModerationDecision.objects.create(
+            action=ModerationAction.BAN,
+            moderator=moderator,
+            user=user,
+            reason=reason,
+            created_at=now,
+        )
+    logger.info("moderation: BAN of user %s by %s", user.pk, moderator.pk)
+    return BanOutcome(user=user, decision=decision, changed=True)
+
+
+# --- reads: the queue -----------------------------------------------------------------------
+
+
+def reason_codes(risk_reasons: Any) -> list[str]:
+    """The reason codes in an update's `risk_reasons` (objects with a `code`, written by
+    scoring.anomaly)."""
+    codes = []
+    for reason in risk_reasons if isinstance(risk_reasons, list) else []:
+        code = reason.get("code") if isinstance(reason, dict) else None
+        if isinstance(code, str) and code:
+            codes.append(code)
+    return codes
+
+
+def with_reason(queryset: QuerySet[Any], code: str) -> QuerySet[Any]:
+    """Updates whose risk reasons include `code`. Matched in the JSON text, where both
+    SQLite (as Django wrote it) and PostgreSQL (jsonb's text form) hold `"code": "<code>"`;
+    the JSON containment lookup would not work on SQLite."""
+    return queryset.filter(risk_reasons__icontains=f'"code": "{code}"')
+
+
+def review_queue(
+    *,
+    statuses: Iterable[str] = REVIEW_STATUSES,
+    reason: str | None = None,
+    action_type: str | None = None,
+) -> QuerySet[ScoreUpdate]:
+    """Updates waiting for a moderator (flagged and held), newest first, with their player
+    and the player's all-time total (`player_score`)."""
+    queue = with_player_score(
+        ScoreUpdate.objects.filter(status__in=list(statuses)).select_related("user")
+    )
+    if reason:
+        queue = with_reason(queue, reason)
+    if action_type:
+        queue = queue.filter(action_type=action_type)
+    return queue.order_by("-created_at", "-id")
+
+
+def with_player_score(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    return queryset.annotate(
+        player_score=Subquery(
+            ScoreTotal.objects.filter(
+                board=OuterRef("board"),
+                period=Period.ALL_TIME,
+                period_start=ALL_TIME_START,
+                user_id=OuterRef("user_id"),
+            ).values("score")[:1]
+        )
+    )
+
+
+def reviewed_or_in_review() -> Q:
+    """What the admin's queue can list: waiting, or decided by a moderator."""
+    return Q(status__in=REVIEW_STATUSES) | Q(reviewed_at__isnull=False)
+
+
+def user_current_totals(*, user_id: uuid.UUID, board: str) -> dict[str, int]:
+    """The player's totals in the buckets of now, by period (0 where they have none)."""
+    starts = period_starts(timezone.now())
+    condition = Q(pk__in=[])
+    for period, start in starts.items():
+        condition |= Q(period=period, period_start=start)
+    found = dict(
+        ScoreTotal.objects.filter(condition, user_id=user_id, board=board).values_list(
+            "period", "score"
+        )
+    )
+    return {period: int(found.get(period, 0)) for period in starts}
+
+
+def user_recent_updates(*, user_id: uuid.UUID, limit: int = 20) -> list[ScoreUpdate]:
+    return list(
+        ScoreUpdate.objects.filter(user_id=user_id)
+        .select_related("reviewed_by")
+        .order_by("-created_at", "-id")[:limit]
+    )
