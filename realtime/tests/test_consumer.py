@@ -471,3 +471,47 @@ async def test_tickets_that_cannot_be_checked_close_with_try_again_later(
     settings.CACHES = config.cache_config({"REDIS_URL": DEAD_REDIS_URL})
     socket = await open_socket(f"?ticket={issued}")
     assert await socket.close_code() == 1013
+
+
+# Moderation and privacy reach the live boards too
+
+
+async def test_a_rejected_score_and_a_hidden_player_are_broadcast(
+    open_socket: Any,
+    ann: Player,
+    make_player: Callable[..., Player],
+    make_moderator: Callable[..., Any],
+    score: Any,
+) -> None:
+    from scoring.models import ScoreUpdate
+    from scoring.moderation import score_update_reject
+
+    bob = await database_sync_to_async(make_player)(username="bob")
+    moderator = await database_sync_to_async(make_moderator)(username="mod")
+    socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
+    await socket.subscribe()
+    await score(ann)
+    await score(bob)
+    await score(bob)
+    update = await socket.receive_event("leaderboard.update")
+    while [r["username"] for r in update["leaderboard"]] != ["bob", "ann"]:
+        update = await socket.receive_event("leaderboard.update")
+
+    def reject_bobs_first_score() -> None:
+        first = ScoreUpdate.objects.filter(user=bob.user).order_by("created_at").first()
+        assert first is not None
+        score_update_reject(update_id=first.pk, moderator=moderator, reason="test")
+
+    await database_sync_to_async(reject_bobs_first_score)()
+    reverted = await socket.receive_event("leaderboard.update")
+    assert reverted["seq"] == update["seq"] + 1
+    assert [(r["username"], r["score"]) for r in reverted["leaderboard"]] == [
+        ("ann", 100),
+        ("bob", 100),
+    ]
+
+    ann.user.hide_from_leaderboards = True
+    await database_sync_to_async(ann.user.save)()
+    hidden = await socket.receive_event("leaderboard.update")
+    assert hidden["seq"] == reverted["seq"] + 1
+    assert [r["username"] for r in hidden["leaderboard"]] == ["bob"]
