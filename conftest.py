@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from scoreboard.ratelimit import reset_local_counters
 
-pytest_plugins = ("scoring.tests.fixtures",)
+pytest_plugins = ("scoring.tests.fixtures", "scoreboard.tests.served")
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"

@@ -21,8 +21,6 @@ import itertools
 import json
 import os
 import secrets
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -40,6 +38,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from conftest import TEST_PASSWORD, _missing_service
+from scoreboard.tests.served import manage
 from scoring.anticheat import hmac_sha256_hex
 from scoring.tests.fixtures import now_iso
 
@@ -47,7 +46,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parents[2]
 CHANNEL = "leaderboard.top10"
 INTERVAL_MS = 500
 # The longest any one thing may take to show up (a broadcast waits for at most one interval).
@@ -79,22 +77,6 @@ HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # ---- services: a PostgreSQL database and a Redis key space per test ---------------------
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run a management command with the nodes' settings; returns what it printed."""
-    base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**base, **NODE_SETTINGS, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(args)} failed:\n{result.stderr}"
-    return result.stdout
 
 
 def postgres_admin_url() -> str:
@@ -160,7 +142,7 @@ def template() -> Iterator[Template]:
     except psycopg.OperationalError as error:
         _missing_service(f"PostgreSQL at {admin_url} is unreachable: {error}")
     try:
-        env = {"DATABASE_URL": database_url(admin_url, name)}
+        env = {**NODE_SETTINGS, "DATABASE_URL": database_url(admin_url, name)}
         manage(env, "migrate", "--noinput")
         manage(env, "load_actions")
         game_server = json.loads(manage(env, "create_game_server", "arena-cluster"))

@@ -4,9 +4,9 @@ player, and the board the API serves follows each decision.
 
 The server, its database (a SQLite file, or a fresh PostgreSQL database and a Redis key prefix
 of its own when DATABASE_URL and REDIS_URL are set), the collected static files and the
-browser are the live board test's fixtures (realtime/tests/test_live_page.py), reused as they
-are. Flagged and held updates are written straight into the server's database, as the anomaly
-rules would leave them (they are tested on their own); everything else goes through HTTP.
+browser come from scoreboard/tests/served.py. Flagged and held updates are written straight
+into the server's database, as the anomaly rules would leave them (they are tested on their
+own); everything else goes through HTTP.
 """
 
 from __future__ import annotations
@@ -21,16 +21,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conftest import TEST_PASSWORD
-from realtime.tests import test_live_page as live
+from scoreboard.tests import served as live
 
 pytestmark = pytest.mark.timeout(240)
-
-# The live board test's fixtures: the server with its services, static files and Chromium.
-server_redis_url = live.server_redis_url
-server_services = live.server_services
-collected_static = live.collected_static
-live_site = live.live_site
-chromium = live.chromium
 
 SETUP = """
 from django.conf import settings
