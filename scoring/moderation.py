@@ -26,10 +26,10 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -47,6 +47,7 @@ from scoring.models import (
 )
 from scoring.periods import ALL_TIME_START, Period, period_starts
 from scoring.selectors import rank_for_score
+from scoring.services import score_totals_shift
 from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
 
 logger = logging.getLogger(__name__)
@@ -342,48 +343,6 @@ def _shift_totals(
         else None,
     )
     return ShiftedTotals(totals, previous_score, new_score), ranks
-
-
-def score_totals_shift(
-    *, user_id: uuid.UUID, board: str, starts: dict[str, date], points: int, now: datetime
-) -> dict[str, PeriodTotal]:
-    """Add `points` to the user's totals in the given period buckets (not necessarily the
-    current ones), in the database and in one statement like `score_totals_add`: the same
-    INSERT … ON CONFLICT DO UPDATE, so rows are locked in the same order, each changed total
-    gets `reached_at = now` and its `version` + 1 (the index applies only newer versions).
-
-    A negative shift never takes a total below zero; a bucket with no row gets one at zero.
-    """
-    user_pk = User._meta.pk.get_db_prep_value(user_id, connection)
-    reached_at = connection.ops.adapt_datetimefield_value(now)
-    params: list[Any] = []
-    for period, start in starts.items():
-        params += [board, period, connection.ops.adapt_datefield_value(start), user_pk]
-        params += [max(points, 0), reached_at, 1]
-    params.append(points)
-    table = connection.ops.quote_name(ScoreTotal._meta.db_table)
-    greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(starts))
-    sql = (
-        f"INSERT INTO {table} "  # noqa: S608
-        "(board, period, period_start, user_id, score, reached_at, version) "
-        f"VALUES {rows} ON CONFLICT (board, period, period_start, user_id) DO UPDATE SET "
-        f"score = {greatest}({table}.score + %s, 0), reached_at = excluded.reached_at, "
-        f"version = {table}.version + 1 "
-        "RETURNING period, score, version"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = {period: (score, version) for period, score, version in cursor.fetchall()}
-    return {
-        period: PeriodTotal(
-            period_start=start,
-            score=int(returned[period][0]),
-            reached_at=now,
-            version=int(returned[period][1]),
-        )
-        for period, start in starts.items()
-    }
 
 
 def _announce(

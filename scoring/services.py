@@ -8,7 +8,7 @@ import math
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -420,23 +420,38 @@ def _consume_action_token(
 def score_totals_add(
     *, user: User, board: str, points: int, now: datetime
 ) -> dict[str, PeriodTotal]:
-    """Add points to the user's total for every period bucket `now` falls into, with one
-    INSERT … ON CONFLICT DO UPDATE that adds in the database (row-locked, so concurrent
-    updates of one user all count). Returns the new totals by period."""
-    starts = period_starts(now)
-    user_id = User._meta.pk.get_db_prep_value(user.pk, connection)
+    """Add points to the user's total for every period bucket `now` falls into. Returns the
+    new totals by period."""
+    return score_totals_shift(
+        user_id=user.pk, board=board, starts=period_starts(now), points=points, now=now
+    )
+
+
+def score_totals_shift(
+    *, user_id: uuid.UUID, board: str, starts: dict[str, date], points: int, now: datetime
+) -> dict[str, PeriodTotal]:
+    """Add `points` to the user's totals in the given period buckets (not necessarily the
+    current ones) with one INSERT … ON CONFLICT DO UPDATE that adds in the database
+    (row-locked, so concurrent changes of one user all count). Each changed total gets
+    `reached_at = now` and its `version` + 1 (the index applies only newer versions).
+
+    A negative shift never takes a total below zero; a bucket with no row gets one at zero.
+    """
+    user_pk = User._meta.pk.get_db_prep_value(user_id, connection)
     reached_at = connection.ops.adapt_datetimefield_value(now)
     params: list[Any] = []
     for period, start in starts.items():
-        params += [board, period, connection.ops.adapt_datefield_value(start), user_id]
-        params += [points, reached_at, 1]
+        params += [board, period, connection.ops.adapt_datefield_value(start), user_pk]
+        params += [max(points, 0), reached_at, 1]
+    params.append(points)
     table = connection.ops.quote_name(ScoreTotal._meta.db_table)
+    greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(starts))
     sql = (
         f"INSERT INTO {table} "  # noqa: S608
         "(board, period, period_start, user_id, score, reached_at, version) "
         f"VALUES {rows} ON CONFLICT (board, period, period_start, user_id) DO UPDATE SET "
-        f"score = {table}.score + excluded.score, reached_at = excluded.reached_at, "
+        f"score = {greatest}({table}.score + %s, 0), reached_at = excluded.reached_at, "
         f"version = {table}.version + 1 "
         "RETURNING period, score, version"
     )

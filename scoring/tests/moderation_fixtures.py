@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from scoring.models import ScoreStatus, ScoreTotal, ScoreUpdate
-from scoring.moderation import score_totals_shift
 from scoring.periods import DEFAULT_BOARD, Period, period_end, period_starts
+from scoring.services import score_totals_shift
 from scoring.signals import ScoreCommitted, score_committed
 
 # What a reason looks like in `risk_reasons` (scoring.anomaly's Reason.as_json()).
