@@ -47,8 +47,8 @@ from scoring.models import (
 )
 from scoring.periods import ALL_TIME_START, Period, period_starts
 from scoring.selectors import rank_for_score
-from scoring.services import score_totals_shift
-from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
+from scoring.services import score_committed_announce, score_totals_shift
+from scoring.signals import PeriodTotal
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,9 @@ def score_update_approve(
                 reason=reason,
                 at=now,
             )
-            _announce(user=user, update=update, totals=totals, ranks=ranks, at=now)
+            score_committed_announce(
+                user=user, update=update, totals=totals.totals, ranks=ranks, at=now
+            )
             return ReviewOutcome(score_update=update, decision=decision, changed=True)
         if update.status == ScoreStatus.FLAGGED:
             update.status = ScoreStatus.COUNTED
@@ -209,7 +211,9 @@ def score_update_reject(
                 reason=reason,
                 at=now,
             )
-            _announce(user=user, update=reversal, totals=totals, ranks=ranks, at=now)
+            score_committed_announce(
+                user=user, update=reversal, totals=totals.totals, ranks=ranks, at=now
+            )
             return ReviewOutcome(
                 score_update=update, decision=decision, changed=True, reversal=reversal
             )
@@ -343,36 +347,6 @@ def _shift_totals(
         else None,
     )
     return ShiftedTotals(totals, previous_score, new_score), ranks
-
-
-def _announce(
-    *,
-    user: User,
-    update: ScoreUpdate,
-    totals: ShiftedTotals,
-    ranks: tuple[int | None, int | None],
-    at: datetime,
-) -> None:
-    announce_on_commit(
-        ScoreCommitted(
-            score_update_id=update.pk,
-            user_id=user.pk,
-            username=user.username,
-            country=user.country,
-            avatar=user.avatar,
-            visible=user.is_on_leaderboards,
-            board=update.board,
-            status=update.status,
-            score_increment=update.score_increment,
-            totals=totals.totals,
-            previous_rank=ranks[0],
-            new_rank=ranks[1],
-            committed_at=at,
-        )
-    )
-
-
-# --- bans -----------------------------------------------------------------------------------
 
 
 def user_ban(*, user_id: uuid.UUID, moderator: User, reason: str = "") -> BanOutcome:

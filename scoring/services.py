@@ -319,28 +319,47 @@ def score_update_apply(
             created_at=now,
         )
         if totals is not None:
-            announce_on_commit(
-                ScoreCommitted(
-                    score_update_id=score_update.pk,
-                    user_id=user.pk,
-                    username=user.username,
-                    country=user.country,
-                    avatar=user.avatar,
-                    visible=ranked,
-                    board=DEFAULT_BOARD,
-                    status=score_update.status,
-                    score_increment=token.points,
-                    totals=totals,
-                    previous_rank=previous_rank,
-                    new_rank=new_rank,
-                    committed_at=now,
-                )
+            score_committed_announce(
+                user=user,
+                update=score_update,
+                totals=totals,
+                ranks=(previous_rank, new_rank),
+                at=now,
             )
     return AppliedScoreUpdate(
         score_update=score_update,
         new_score=new_score,
         previous_rank=previous_rank,
         new_rank=new_rank,
+    )
+
+
+def score_committed_announce(
+    *,
+    user: User,
+    update: ScoreUpdate,
+    totals: dict[str, PeriodTotal],
+    ranks: tuple[int | None, int | None],
+    at: datetime,
+) -> None:
+    """Send `score_committed` for a change of `user`'s totals made by `update` (a counted
+    score, an approval or a reversal), once the transaction commits."""
+    announce_on_commit(
+        ScoreCommitted(
+            score_update_id=update.pk,
+            user_id=user.pk,
+            username=user.username,
+            country=user.country,
+            avatar=user.avatar,
+            visible=user.is_on_leaderboards,
+            board=update.board,
+            status=update.status,
+            score_increment=update.score_increment,
+            totals=totals,
+            previous_rank=ranks[0],
+            new_rank=ranks[1],
+            committed_at=at,
+        )
     )
 
 
