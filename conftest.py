@@ -33,8 +33,13 @@ def _missing_service(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """A reachable Redis for tests that need one whatever the configured backends are."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_TEST_REDIS_URL
+    """A reachable Redis for tests that need one whatever the configured backends are:
+    REDIS_URL, else SCOREBOARD_TEST_REDIS_URL (for test runs side by side), else database 15."""
+    url = (
+        os.environ.get("REDIS_URL")
+        or os.environ.get("SCOREBOARD_TEST_REDIS_URL")
+        or DEFAULT_TEST_REDIS_URL
+    )
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.exceptions.RedisError as error:
