@@ -25,7 +25,9 @@ class JWTAuthentication(authentication.JWTAuthentication):
         except ExpiredTokenError:
             raise TokenExpired() from None
         except TokenError:
-            raise Unauthorized("Invalid authentication token.") from None
+            raise Unauthorized(
+                "Invalid authentication token.", security_event="jwt_invalid"
+            ) from None
 
     def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
         return user_for_token(validated_token)

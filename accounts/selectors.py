@@ -42,9 +42,9 @@ def user_for_token(claims: Any) -> User:
         raise Unauthorized() from None
     user = User.objects.filter(pk=user_id).first()
     if user is None or not user.is_active:
-        raise Unauthorized()
+        raise Unauthorized(security_event="jwt_user_inactive")
     if jwt_settings.CHECK_REVOKE_TOKEN and claims.get(
         jwt_settings.REVOKE_TOKEN_CLAIM
     ) != get_md5_hash_password(user.password):
-        raise Unauthorized()
+        raise Unauthorized(security_event="jwt_revoked")
     return user

@@ -14,8 +14,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
-from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenBackendError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
@@ -176,8 +177,19 @@ def token_pair_for_credentials(
 ) -> TokenPair:
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, User) or not user.is_active:
-        raise Unauthorized("Invalid username or password.")
+        raise Unauthorized("Invalid username or password.", security_event="login_failed")
     return _issue_pair(user)
+
+
+def _refused_refresh_event(refresh_token: str) -> str:
+    """Tells a replayed refresh token (genuine, but already exchanged) from a forged one."""
+    try:
+        payload = token_backend.decode(refresh_token)  # type: ignore[arg-type]
+    except TokenBackendError:
+        return "jwt_invalid"
+    jti = payload.get(jwt_settings.JTI_CLAIM)
+    replayed = BlacklistedToken.objects.filter(token__jti=jti).exists()
+    return "refresh_token_reuse" if replayed else "jwt_invalid"
 
 
 def token_pair_refresh(*, refresh_token: str) -> TokenPair:
@@ -188,7 +200,10 @@ def token_pair_refresh(*, refresh_token: str) -> TokenPair:
     except ExpiredTokenError:
         raise TokenExpired("The refresh token has expired.") from None
     except TokenError:
-        raise Unauthorized("Invalid or revoked refresh token.") from None
+        raise Unauthorized(
+            "Invalid or revoked refresh token.",
+            security_event=_refused_refresh_event(refresh_token),
+        ) from None
 
     user = user_for_token(refresh)
     with transaction.atomic():
@@ -199,5 +214,7 @@ def token_pair_refresh(*, refresh_token: str) -> TokenPair:
             raise Unauthorized("Invalid or revoked refresh token.")
         _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
         if not created:
-            raise Unauthorized("Invalid or revoked refresh token.")
+            raise Unauthorized(
+                "Invalid or revoked refresh token.", security_event="refresh_token_reuse"
+            )
     return _issue_pair(user)

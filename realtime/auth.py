@@ -23,7 +23,9 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.selectors import user_for_token
+from scoreboard.client_ip import scope_client_ip
 from scoreboard.errors import Unauthorized
+from scoreboard.security_events import security_event
 
 TICKET_SECONDS = 30
 BEARER_SUBPROTOCOL = "bearer"
@@ -101,18 +103,28 @@ def offered_subprotocol(scope: Mapping[str, Any]) -> str | None:
 def authenticate_connection(scope: Mapping[str, Any]) -> LiveIdentity:
     """The identity behind a new connection; CredentialRefused when there is none."""
     kind, value, subprotocol = _credential(scope)
-    if kind == "ticket":
-        claims = ticket_redeem(value)
-        if claims is None:
-            raise CredentialRefused("unknown, used or expired ticket")
-    elif kind == "jwt":
-        try:
-            claims = dict(AccessToken(value).payload)  # type: ignore[arg-type]
-        except TokenError:
-            raise CredentialRefused("invalid or expired token") from None
-    else:
-        raise CredentialRefused("no credential")
-    recheck(claims)
+    try:
+        if kind == "ticket":
+            claims = ticket_redeem(value)
+            if claims is None:
+                raise CredentialRefused("unknown, used or expired ticket")
+        elif kind == "jwt":
+            try:
+                claims = dict(AccessToken(value).payload)  # type: ignore[arg-type]
+            except TokenError:
+                raise CredentialRefused("invalid or expired token") from None
+        else:
+            raise CredentialRefused("no credential")
+        recheck(claims)
+    except CredentialRefused as refused:
+        security_event(
+            "live_credential_refused",
+            str(refused),
+            credential=kind,
+            path=scope.get("path"),
+            client_ip=scope_client_ip(scope),
+        )
+        raise
     return LiveIdentity(claims=claims, expires_at=float(claims["exp"]), subprotocol=subprotocol)
 
 

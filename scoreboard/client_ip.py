@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -30,14 +30,24 @@ def client_ip(request: Any) -> str:
     socket).
     """
     meta = getattr(request, "_request", request).META
-    remote_addr: str = meta.get("REMOTE_ADDR", "")
+    return client_address(meta.get("REMOTE_ADDR", ""), meta.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def scope_client_ip(scope: Mapping[str, Any]) -> str:
+    """The client address of an ASGI connection (a WebSocket), by the same rules."""
+    peer = scope.get("client")
+    forwarded_for = dict(scope.get("headers", ())).get(b"x-forwarded-for", b"")
+    return client_address(peer[0] if peer else "", forwarded_for.decode("latin-1"))
+
+
+def client_address(remote_addr: str, forwarded_for: str) -> str:
     peer = parse_ip(remote_addr)
     if peer is None:
         return remote_addr
     proxies: Sequence[IPNetwork] = settings.SCOREBOARD_TRUSTED_PROXIES
     if not is_trusted(peer, proxies):
         return str(peer)
-    return str(forwarded_client(peer, meta.get("HTTP_X_FORWARDED_FOR", ""), proxies))
+    return str(forwarded_client(peer, forwarded_for, proxies))
 
 
 def forwarded_client(

@@ -24,7 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from scoreboard.request_context import current_request_id
+from scoreboard.client_ip import client_ip
+from scoreboard.request_context import current_request_id, request_route, request_user_id
+from scoreboard.security_events import security_event
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +77,16 @@ REDIS_OUTAGES = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError)
 
 
 class ApplicationError(exceptions.APIException):
-    """A domain error with a stable code. Raise a subclass; the handler renders the envelope."""
+    """A domain error with a stable code. Raise a subclass; the handler renders the envelope.
+
+    An error with a `security_event` name (the class's, or one given where it is raised) is
+    also logged as a security event (scoreboard/security_events.py).
+    """
 
     status_code: int = status.HTTP_400_BAD_REQUEST
     error_code = "INVALID_INPUT"
     default_detail = "Request validation failed."
+    default_security_event: str | None = None
 
     def __init__(
         self,
@@ -87,10 +94,12 @@ class ApplicationError(exceptions.APIException):
         *,
         details: dict[str, Any] | None = None,
         retry_after: int | None = None,
+        security_event: str | None = None,
     ) -> None:
         super().__init__(message or self.default_detail)
         self.details = details
         self.retry_after = retry_after
+        self.security_event = security_event or self.default_security_event
 
 
 class InvalidInput(ApplicationError):
@@ -253,6 +262,22 @@ def _first_validation_message(details: Any, path: str = "") -> str:
     return f"{prefix}{details}" if details else "Request validation failed."
 
 
+def _log_security_event(event: str, code: str, message: str, context: dict[str, Any]) -> None:
+    request = context.get("request")
+    http_request = getattr(request, "_request", None)
+    if http_request is None:
+        security_event(event, message, code=code)
+        return
+    security_event(
+        event,
+        message,
+        code=code,
+        route=request_route(http_request),
+        user_id=request_user_id(http_request),
+        client_ip=client_ip(http_request),
+    )
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every exception raised in an API view becomes the envelope.
 
@@ -270,6 +295,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         )
 
     code, message, details = _code_and_message(api_exc)
+    event = getattr(api_exc, "security_event", None)
+    if event:
+        _log_security_event(event, code, message, context)
     retry_after: int | None = getattr(api_exc, "retry_after", None)
     if isinstance(api_exc, exceptions.Throttled):
         wait = getattr(api_exc, "wait", None)

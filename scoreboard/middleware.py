@@ -15,7 +15,12 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
 from scoreboard import errors, ratelimit
 from scoreboard.client_ip import client_ip
-from scoreboard.request_context import bind_request_id, unbind_request_id
+from scoreboard.request_context import (
+    bind_request_id,
+    request_route,
+    request_user_id,
+    unbind_request_id,
+)
 
 logger = logging.getLogger("scoreboard.requests")
 
@@ -98,13 +103,23 @@ class RequestIdMiddleware(BeforeAfterMiddleware):
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         request_id = request.request_id  # type: ignore[attr-defined]
         response[REQUEST_ID_HEADER] = request_id
+        duration_ms = (time.perf_counter() - request._started_at) * 1000  # type: ignore[attr-defined]
         logger.info(
             "%s %s %s %.1fms",
             request.method,
             request.path,
             response.status_code,
-            (time.perf_counter() - request._started_at) * 1000,  # type: ignore[attr-defined]
-            extra={"request_id": request_id},
+            duration_ms,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": request_route(request),
+                "status": response.status_code,
+                "duration_ms": round(duration_ms, 1),
+                "user_id": request_user_id(request),
+                "client_ip": client_ip(request),
+            },
         )
         return response
 

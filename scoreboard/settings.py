@@ -278,20 +278,21 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# One JSON object per line in production (for a log shipper), readable text in development.
+LOG_FORMAT = config.env_choice(ENV, "LOG_FORMAT", "text" if DEBUG else "json", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "scoreboard.request_context.RequestIdLogFilter"}},
     "formatters": {
-        "plain": {
-            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-        },
+        "json": {"()": "scoreboard.logformat.JsonFormatter"},
+        "text": {"()": "scoreboard.logformat.TextFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "filters": ["request_id"],
-            "formatter": "plain",
+            "formatter": LOG_FORMAT,
         },
     },
     "root": {"handlers": ["console"], "level": ENV.get("LOG_LEVEL", "INFO")},
@@ -299,5 +300,8 @@ LOGGING = {
         # Our middleware logs every request with its id; Django's request logger would repeat
         # each 4xx, so it keeps only server errors (with their tracebacks).
         "django.request": {"level": "ERROR"},
+        # uvicorn configures its own handlers before Django starts; ours replace them so that
+        # every line of a node has one format.
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

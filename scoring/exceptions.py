@@ -23,14 +23,17 @@ class InvalidActionToken(ApplicationError):
     status_code = status.HTTP_403_FORBIDDEN
     error_code = "INVALID_ACTION_TOKEN"
     default_detail = "Action token is invalid or already used."
+    default_security_event = "action_token_rejected"
 
 
 class InvalidProof(Forbidden):
     default_detail = "The game-server proof is not valid."
+    default_security_event = "game_server_proof_invalid"
 
 
 class InvalidClientSignature(Forbidden):
     default_detail = "clientSignature does not match the signed fields."
+    default_security_event = "client_signature_invalid"
 
 
 class DailyCapReached(ApplicationError):

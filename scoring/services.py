@@ -415,7 +415,9 @@ def _consume_action_token(
     if found is None or found.user_id != user.pk:
         raise InvalidActionToken()
     if found.used_at is not None or not found.is_valid:
-        raise InvalidActionToken("Action token was already used.")
+        raise InvalidActionToken(
+            "Action token was already used.", security_event="action_token_reuse"
+        )
     if found.expires_at <= now:
         raise InvalidActionToken("Action token has expired.")
     if (
@@ -430,7 +432,9 @@ def _consume_action_token(
         pk=found.pk, used_at__isnull=True, is_valid=True, expires_at__gt=now
     ).update(used_at=now, is_valid=False)
     if consumed != 1:
-        raise InvalidActionToken("Action token was already used.")
+        raise InvalidActionToken(
+            "Action token was already used.", security_event="action_token_reuse"
+        )
     found.used_at = now
     found.is_valid = False
     return found

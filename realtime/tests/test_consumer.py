@@ -4,6 +4,7 @@ in the embedded mode and with Redis."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
@@ -140,6 +141,21 @@ async def test_a_ticket_opens_one_connection_once(open_socket: Any, ann: Player)
     }
     again = await open_socket(f"?ticket={issued}")
     assert await again.close_code() == 4401
+
+
+async def test_a_refused_credential_is_logged_as_a_security_event(
+    open_socket: Any, ann: Player, caplog: pytest.LogCaptureFixture
+) -> None:
+    issued = await database_sync_to_async(ticket)(ann)
+    assert (await open_socket(f"?ticket={issued}")).accepted
+
+    with caplog.at_level(logging.INFO, logger="scoreboard.security"):
+        assert await (await open_socket(f"?ticket={issued}")).close_code() == 4401
+
+    [event] = [record for record in caplog.records if record.name == "scoreboard.security"]
+    assert event.levelname == "WARNING"
+    assert (event.event, event.credential) == ("live_credential_refused", "ticket")  # type: ignore[attr-defined]
+    assert event.getMessage() == "live_credential_refused: unknown, used or expired ticket"
 
 
 async def test_a_ticket_is_stored_only_as_a_digest(ann: Player) -> None:

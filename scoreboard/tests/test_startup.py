@@ -29,14 +29,20 @@ CONFIG_VARIABLES = (
     "ALLOWED_HOSTS",
     "DATABASE_URL",
     "REDIS_URL",
+    "LOG_FORMAT",
 )
 
 
 def start(**env: str) -> subprocess.CompletedProcess[str]:
+    return run_with_settings(PRINT_MODE, **env)
+
+
+def run_with_settings(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter under the real settings, configured only by `env`."""
     base = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
     base["DJANGO_SETTINGS_MODULE"] = "scoreboard.settings"
     return subprocess.run(  # noqa: S603
-        [sys.executable, "-c", PRINT_MODE],
+        [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
         env={**base, **env},
         capture_output=True,
