@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
@@ -61,6 +62,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "scoreboard.middleware.RequestIdMiddleware",
+    # Before the envelope and the rate limits: preflights are answered without counting
+    # against a limit, and error answers carry CORS headers so browser clients can read them.
+    "corsheaders.middleware.CorsMiddleware",
     "scoreboard.middleware.ApiErrorEnvelopeMiddleware",
     "scoreboard.middleware.RateLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -165,9 +169,43 @@ SCOREBOARD_IDEMPOTENCY_TTL_SECONDS = config.env_int(
     ENV, "SCOREBOARD_IDEMPOTENCY_TTL_SECONDS", 24 * 3600, minimum=1
 )
 
+# Production hardening (docs/deploy.md). TLS ends at the load balancer: it redirects HTTP to
+# HTTPS, and tells the app the scheme in X-Forwarded-Proto when SCOREBOARD_BEHIND_TLS_PROXY=1
+# (only safe when every request comes through that proxy, which overwrites the header).
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = config.env_int(ENV, "SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.env_bool(ENV, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = config.env_bool(ENV, "SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = config.env_bool(ENV, "SECURE_SSL_REDIRECT", False)
+if config.env_bool(ENV, "SCOREBOARD_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health probes come from the load balancer or orchestrator over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+# Browser game clients on other origins (django-cors-headers): none unless listed. Only the
+# API answers cross-origin requests; tokens travel in headers, never cookies.
+CORS_ALLOWED_ORIGINS = config.env_list(ENV, "CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-action-token",
+    "x-request-id",
+)
+CORS_EXPOSE_HEADERS = (
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+CORS_PREFLIGHT_MAX_AGE = 600
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],

@@ -223,6 +223,16 @@ async def test_a_foreign_browser_origin_is_refused_at_the_handshake(
     assert socket.accepted is False
 
 
+async def test_a_cors_allowed_origin_may_open_a_socket(
+    open_socket: Any, ann: Player, settings: Any
+) -> None:
+    settings.CORS_ALLOWED_ORIGINS = ["https://game.example"]
+    issued = await database_sync_to_async(ticket)(ann)
+    socket = await open_socket(f"?ticket={issued}", origin="https://game.example")
+    assert socket.accepted
+    await socket.subscribe()
+
+
 async def test_an_allowed_origin_and_no_origin_both_connect(open_socket: Any, ann: Player) -> None:
     for origin in ("http://localhost:8000", None):
         issued = await database_sync_to_async(ticket)(ann)

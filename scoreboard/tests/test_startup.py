@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,42 @@ def test_database_and_redis_urls_switch_to_the_real_services() -> None:
         "django_redis.cache.RedisCache",
         "channels_redis.pubsub.RedisPubSubChannelLayer",
     ]
+
+
+STRONG_SECRETS = {
+    "SECRET_KEY": "s3cr3t-Kp9vQ2xLm7TzRw4YbN8cHj5Fd6Gs1Ae0Uo-Vi_Xy-Lw2Rt5",
+    "SCOREBOARD_JWT_SIGNING_KEY": "jwt-Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz9Xc8Vb7Nm6",
+    "SCOREBOARD_ENCRYPTION_KEY": "enc-Zx1Cv2Bn3Ma4Sd5Fg6Hj7Kl8Qw9Er0Ty1Ui2Op3",
+    "ALLOWED_HOSTS": "scores.example.com",
+}
+DEPLOY_CHECK = (
+    "import django; django.setup(); from django.core.management import call_command; "
+    "call_command('check', deploy=True)"
+)
+
+
+def deploy_warnings(tmp_path: Path, **env: str) -> set[str]:
+    database = f"sqlite:///{tmp_path / 'deploy.sqlite3'}"
+    result = run_with_settings(DEPLOY_CHECK, DEBUG="0", DATABASE_URL=database, **env)
+    assert result.returncode == 0, result.stderr
+    return set(re.findall(r"\((security\.\w+)\)", result.stderr))
+
+
+def test_the_deploy_check_leaves_only_the_documented_choices(tmp_path: Path) -> None:
+    # docs/deploy.md: TLS redirects happen at the load balancer; HSTS for subdomains and
+    # preloading are the operator's decision about their domain.
+    assert deploy_warnings(tmp_path, **STRONG_SECRETS) == {
+        "security.W005",
+        "security.W008",
+        "security.W021",
+    }
+    assert (
+        deploy_warnings(
+            tmp_path,
+            **STRONG_SECRETS,
+            SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+            SECURE_HSTS_PRELOAD="1",
+            SECURE_SSL_REDIRECT="1",
+        )
+        == set()
+    )
