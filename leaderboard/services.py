@@ -38,6 +38,7 @@ from leaderboard.backends.redis import (
 from leaderboard.backends.sql import SqlBoard
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.selectors import BoardRow, with_profiles
+from scoreboard import metrics
 from scoreboard.errors import REDIS_OUTAGES
 from scoring.models import ScoreTotal
 from scoring.periods import DEFAULT_BOARD, Period, period_end, period_start
@@ -127,6 +128,7 @@ def index_score_committed(event: ScoreCommitted) -> None:
     try:
         RedisBoard().write(entries, force=not event.visible)
     except REDIS_OUTAGES as error:
+        metrics.INDEX_WRITE_FAILURES.labels(operation="score").inc()
         logger.error(
             "Leaderboard index write failed for %s; reconcile repairs it: %r", event.user_id, error
         )
@@ -155,6 +157,7 @@ def index_user_resync(*, user_id: uuid.UUID, previous_country: str = "") -> None
     try:
         RedisBoard().write(entries, force=True)
     except REDIS_OUTAGES as error:
+        metrics.INDEX_WRITE_FAILURES.labels(operation="resync").inc()
         logger.error(
             "Leaderboard index re-sync failed for %s; reconcile repairs it: %r", user_id, error
         )
@@ -295,6 +298,7 @@ def leaderboard_reconcile(*, board: str = DEFAULT_BOARD, chunk_size: int = 2000)
     client = connection()
     if not client.exists(built_key(board)):
         leaderboard_rebuild(board=board, chunk_size=chunk_size)
+        metrics.RECONCILE_REPAIRS.labels(kind="index_rebuilt").inc()
         return ReconcileReport(rebuilt=True)
     report = ReconcileReport()
     buckets = retained_buckets(timezone.now())
@@ -314,6 +318,8 @@ def leaderboard_reconcile(*, board: str = DEFAULT_BOARD, chunk_size: int = 2000)
 
     for name in _live_set_keys(client, board, buckets):
         report.removed += _remove_strays(client, index, board, name, chunk_size)
+    metrics.RECONCILE_REPAIRS.labels(kind="entry_rewritten").inc(report.repaired)
+    metrics.RECONCILE_REPAIRS.labels(kind="stray_removed").inc(report.removed)
     return report
 
 

@@ -23,7 +23,8 @@ from realtime.boards import (
     period_channels,
 )
 from realtime.frames import Batch, Frame, encode, timestamp
-from realtime.state import broadcast_state
+from realtime.state import Claim, broadcast_state
+from scoreboard import metrics
 from scoreboard.errors import REDIS_OUTAGES
 
 logger = logging.getLogger(__name__)
@@ -133,10 +134,11 @@ def flush_changed_channels() -> list[tuple[LiveChannel, Batch]]:
             seq = state.commit(claim, board_json)
         except Exception:
             logger.exception("Live channel %s not published; retried after its interval", channel)
-            _mark_again(claim.channel)
+            _mark_again(claim)
             continue
         if seq is None:
             continue
+        metrics.live_broadcast_published(marked_at=claim.marked_at)
         previous = json.loads(claim.previous) if claim.previous else None
         frames = [
             update_frame(channel.name, seq=seq, rows=rows, moment=moment),
@@ -146,11 +148,12 @@ def flush_changed_channels() -> list[tuple[LiveChannel, Batch]]:
     return publications
 
 
-def _mark_again(channel: str) -> None:
+def _mark_again(claim: Claim) -> None:
+    """Mark a channel whose publication failed again, keeping when its change was made."""
     try:
-        broadcast_state().mark_dirty([channel])
+        broadcast_state().mark_dirty([claim.channel], marked_at=claim.marked_at)
     except REDIS_OUTAGES as error:
-        logger.warning("Live channel %s not marked again: %r", channel, error)
+        logger.warning("Live channel %s not marked again: %r", claim.channel, error)
 
 
 def mark_new_buckets(*, before: datetime, now: datetime) -> None:

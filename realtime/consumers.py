@@ -17,6 +17,7 @@ from realtime.boards import LiveChannel, live_channel
 from realtime.broadcast import OUTAGES, outage_code, snapshot_batch
 from realtime.frames import encode, timestamp
 from realtime.hub import Mailbox, running_hub
+from scoreboard import metrics
 
 # Application close codes (4000-4999 are ours).
 CLOSE_UNKNOWN_ROUTE = 4404
@@ -52,6 +53,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
         self.mailbox = Mailbox(on_overflow=self._too_slow)
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        self.connection_metric = metrics.LiveConnectionCount(metrics.WEBSOCKET)
         self.sending_since: float | None = None
         self.window_started = time.monotonic()
         self.window_messages = 0
@@ -66,6 +68,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED if refused else CLOSE_TRY_AGAIN_LATER)
             return
         await self.accept(subprotocol=self.identity.subprotocol)
+        self.connection_metric.open()
         self.hub = running_hub()
         self.tasks = [
             asyncio.create_task(self._write_forever()),
@@ -136,6 +139,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
             except OSError:
                 return  # The peer is gone; its disconnect releases the rest.
             self.sending_since = None
+            metrics.LIVE_FRAMES_SENT.labels(transport=metrics.WEBSOCKET).inc(len(batch.frames))
 
     async def _heartbeat_forever(self) -> None:
         """Close within one heartbeat once the token expires, the user may no longer listen,
@@ -185,6 +189,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
 
     async def _release(self) -> None:
         self.closing = True
+        self.connection_metric.close()
         current = asyncio.current_task()
         for task in self.tasks:
             if task is not current:

@@ -8,6 +8,10 @@ A publication takes two steps. `claim_due` hands out the channels that changed a
 interval has passed, each with a claim id and the board published last; the claimant reads
 the board and `commit`s it, which takes the next `seq` only if no later claim replaced its
 own (a slow node can never publish an older board after a newer one).
+
+A dirty mark keeps the time of the first change since the channel's last claim, so the
+publication can tell how long the change waited (`scoreboard_live_broadcast_lag_seconds`).
+Times are wall-clock seconds since the epoch: with Redis, the marking node's clock.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ class Claim:
     claim_id: str
     # The board this channel last published, as JSON text; None before the first.
     previous: str | None
+    # When the channel was first marked changed since its previous claim (epoch seconds).
+    marked_at: float
 
 
 class BroadcastState(Protocol):
-    def mark_dirty(self, channels: list[str]) -> None: ...
+    def mark_dirty(self, channels: list[str], *, marked_at: float | None = None) -> None:
+        """Mark channels changed, at `marked_at` (default: now) unless already marked."""
 
     def claim_due(self, interval_ms: int) -> list[Claim]: ...
 
@@ -48,16 +55,18 @@ class LocalBroadcastState:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, float] = {}  # channel → first mark
         self._gate_until: dict[str, float] = {}
         self._claims: dict[str, str] = {}
         self._seq: dict[str, int] = {}
         self._last: dict[str, str] = {}
         self._claim_ids = itertools.count(1)
 
-    def mark_dirty(self, channels: list[str]) -> None:
+    def mark_dirty(self, channels: list[str], *, marked_at: float | None = None) -> None:
+        at = time.time() if marked_at is None else marked_at
         with self._lock:
-            self._dirty.update(channels)
+            for channel in channels:
+                self._dirty.setdefault(channel, at)
 
     def claim_due(self, interval_ms: int) -> list[Claim]:
         now = time.monotonic()
@@ -67,10 +76,10 @@ class LocalBroadcastState:
                 if self._gate_until.get(channel, 0.0) > now:
                     continue
                 self._gate_until[channel] = now + interval_ms / 1000
-                self._dirty.discard(channel)
+                marked_at = self._dirty.pop(channel)
                 claim_id = str(next(self._claim_ids))
                 self._claims[channel] = claim_id
-                claims.append(Claim(channel, claim_id, self._last.get(channel)))
+                claims.append(Claim(channel, claim_id, self._last.get(channel), marked_at))
         return claims
 
     def commit(self, claim: Claim, board_json: str) -> int | None:
@@ -87,16 +96,26 @@ class LocalBroadcastState:
             return self._seq.get(channel, 0)
 
 
-# KEYS: the dirty set. ARGV: key prefix, interval in ms, claim id.
-# Returns a flat list: channel, previous board or false, channel, previous board or false...
+# KEYS: the dirty hash (channel → first mark, ms since the epoch). ARGV: mark time, channels.
+_MARK_DIRTY = """
+for i = 2, #ARGV do
+  redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1])
+end
+"""
+
+# KEYS: the dirty hash. ARGV: key prefix, interval in ms, claim id.
+# Returns a flat list: channel, first mark, previous board or false, channel, ...
 _CLAIM_DUE = """
 local claimed = {}
-for _, channel in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+local dirty = redis.call('HGETALL', KEYS[1])
+for i = 1, #dirty, 2 do
+  local channel = dirty[i]
   local base = ARGV[1] .. channel
   if redis.call('SET', base .. ':gate', '1', 'NX', 'PX', ARGV[2]) then
-    redis.call('SREM', KEYS[1], channel)
+    redis.call('HDEL', KEYS[1], channel)
     redis.call('SET', base .. ':claim', ARGV[3])
     table.insert(claimed, channel)
+    table.insert(claimed, dirty[i + 1])
     table.insert(claimed, redis.call('GET', base .. ':last'))
   end
 end
@@ -116,6 +135,7 @@ return redis.call('INCR', KEYS[2])
 class RedisBroadcastState:
     def __init__(self, client: Any = None) -> None:
         self.client = client or connection()
+        self._mark_dirty = self.client.register_script(_MARK_DIRTY)
         self._claim_due = self.client.register_script(_CLAIM_DUE)
         self._commit = self.client.register_script(_COMMIT)
 
@@ -123,18 +143,30 @@ class RedisBroadcastState:
     def _base() -> str:
         return f"{settings.REDIS_KEY_PREFIX}:live:"
 
-    def mark_dirty(self, channels: list[str]) -> None:
+    def _dirty_key(self) -> str:
+        # A hash since marks carry their time; the set of earlier versions was `…:dirty`.
+        return self._base() + "dirty-since"
+
+    def mark_dirty(self, channels: list[str], *, marked_at: float | None = None) -> None:
         if channels:
-            self.client.sadd(self._base() + "dirty", *channels)
+            at_ms = round((time.time() if marked_at is None else marked_at) * 1000)
+            self._mark_dirty(keys=[self._dirty_key()], args=[at_ms, *channels])
 
     def claim_due(self, interval_ms: int) -> list[Claim]:
         claim_id = uuid.uuid4().hex
         reply = self._claim_due(
-            keys=[self._base() + "dirty"], args=[self._base(), interval_ms, claim_id]
+            keys=[self._dirty_key()], args=[self._base(), interval_ms, claim_id]
         )
         return [
-            Claim(as_text(channel), claim_id, as_text(previous) if previous else None)
-            for channel, previous in zip(reply[::2], reply[1::2], strict=True)
+            Claim(
+                as_text(channel),
+                claim_id,
+                as_text(previous) if previous else None,
+                int(marked_ms) / 1000,
+            )
+            for channel, marked_ms, previous in zip(
+                reply[::3], reply[1::3], reply[2::3], strict=True
+            )
         ]
 
     def commit(self, claim: Claim, board_json: str) -> int | None:

@@ -33,6 +33,7 @@ from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
+from scoreboard import metrics
 from scoreboard.config import Rate
 from scoreboard.errors import OUTAGE_RETRY_AFTER_SECONDS, RateLimited, RedisUnavailable
 
@@ -177,6 +178,8 @@ def enforce(request: Any, checks: Sequence[tuple[RateLimit, str]], *, fail_close
     http_request = getattr(request, "_request", request)
     setattr(http_request, _STATES_ATTRIBUTE, [*recorded_states(http_request), *states])
     refused = [state for state in states if not state.allowed]
+    for state in refused:
+        metrics.RATE_LIMIT_HITS.labels(limit=state.scope).inc()
     if refused:
         blocking = max(refused, key=lambda state: state.reset_seconds)
         raise RateLimited(_MESSAGES.get(blocking.scope), retry_after=blocking.reset_seconds)

@@ -44,7 +44,7 @@ def request_route(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
         try:
-            match = resolve(request.path_info)
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
         except Resolver404:
             return UNMATCHED_ROUTE
     return match.route or UNMATCHED_ROUTE

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every answer is counted, whoever gives it.
+    "scoreboard.metrics.HttpMetricsMiddleware",
     "scoreboard.middleware.RequestIdMiddleware",
     # Before the envelope and the rate limits: preflights are answered without counting
     # against a limit, and error answers carry CORS headers so browser clients can read them.
@@ -132,6 +134,10 @@ SCOREBOARD_WS_MAX_SUBSCRIPTIONS = config.env_int(
 SCOREBOARD_LIVE_SEND_QUEUE = config.env_int(ENV, "SCOREBOARD_LIVE_SEND_QUEUE", 16, minimum=1)
 # `?token=<jwt>` puts the token in access logs: off unless a client cannot do better.
 SCOREBOARD_WS_ALLOW_QUERY_TOKEN = config.env_bool(ENV, "SCOREBOARD_WS_ALLOW_QUERY_TOKEN", False)
+
+# Prometheus metrics (scoreboard/metrics.py, docs/operations.md): with a token, `/metrics` asks
+# for it as a bearer token; without one it is served only with DEBUG on.
+SCOREBOARD_METRICS_TOKEN = ENV.get("SCOREBOARD_METRICS_TOKEN", "").strip() or None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

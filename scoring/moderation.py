@@ -34,6 +34,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Role, User
+from scoreboard import metrics
 from scoreboard.errors import Forbidden
 from scoring.exceptions import DecisionConflict, ScoreUpdateNotFound, UserNotFound
 from scoring.models import (
@@ -283,6 +284,7 @@ def _decide(
         reason=reason,
         created_at=at,
     )
+    metrics.MODERATION_DECISIONS.labels(action=action).inc()
     logger.info(
         "moderation: %s of score update %s (%s → %s, %+d points) by %s",
         action,
@@ -379,6 +381,7 @@ def user_ban(*, user_id: uuid.UUID, moderator: User, reason: str = "") -> BanOut
             reason=reason,
             created_at=now,
         )
+    metrics.MODERATION_DECISIONS.labels(action=ModerationAction.BAN).inc()
     logger.info("moderation: BAN of user %s by %s", user.pk, moderator.pk)
     return BanOutcome(user=user, decision=decision, changed=True)
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_signing_key
+from scoreboard import metrics
 from scoreboard.encryption import encrypt_text
 from scoreboard.errors import Forbidden
 from scoring import anomaly, anticheat
@@ -178,6 +179,7 @@ def action_complete(*, user: User, claim: ActionClaim) -> IssuedActionToken:
         except IntegrityError:
             raise ActionAlreadyCompleted() from None
     _touch_game_server(server, now=now)
+    metrics.ACTION_TOKENS_ISSUED.inc()
     return IssuedActionToken(token=token, expires_in=lifetime, score_increment=action.base_points)
 
 
@@ -225,6 +227,7 @@ def score_update_submit(
     )
     _verify_client_signature(user=user, claim=claim)
     if not action_token:
+        metrics.action_token_rejected("missing")
         raise InvalidActionToken("The X-Action-Token header is required.")
     return score_update_apply(
         user=user,
@@ -326,6 +329,8 @@ def score_update_apply(
                 ranks=(previous_rank, new_rank),
                 at=now,
             )
+    metrics.ACTION_TOKENS_CONSUMED.inc()
+    metrics.SCORE_UPDATES_ACCEPTED.labels(status=score_update.status).inc()
     return AppliedScoreUpdate(
         score_update=score_update,
         new_score=new_score,
@@ -413,18 +418,22 @@ def _consume_action_token(
     )
     # Another player's token is reported like an unknown one: nothing is revealed about it.
     if found is None or found.user_id != user.pk:
+        metrics.action_token_rejected("unknown")
         raise InvalidActionToken()
     if found.used_at is not None or not found.is_valid:
+        metrics.action_token_rejected("used")
         raise InvalidActionToken(
             "Action token was already used.", security_event="action_token_reuse"
         )
     if found.expires_at <= now:
+        metrics.action_token_rejected("expired")
         raise InvalidActionToken("Action token has expired.")
     if (
         found.action_id != action_id
         or found.action_type_id != action_type
         or found.points != score_increment
     ):
+        metrics.action_token_rejected("mismatch")
         raise InvalidActionToken(
             "Action token was issued for another action, type or score increment."
         )
@@ -432,6 +441,7 @@ def _consume_action_token(
         pk=found.pk, used_at__isnull=True, is_valid=True, expires_at__gt=now
     ).update(used_at=now, is_valid=False)
     if consumed != 1:
+        metrics.action_token_rejected("used")
         raise InvalidActionToken(
             "Action token was already used.", security_event="action_token_reuse"
         )

@@ -27,6 +27,7 @@ from realtime.boards import LiveChannel, live_channel
 from realtime.broadcast import OUTAGES, outage_code, snapshot_batch
 from realtime.frames import encode
 from realtime.hub import Mailbox, running_hub
+from scoreboard import metrics
 from scoreboard.api import success
 from scoreboard.errors import InvalidInput, ServiceUnavailable, Unauthorized
 from scoreboard.idempotency import idempotent
@@ -123,6 +124,8 @@ async def _event_stream(identity: auth.LiveIdentity, channel: LiveChannel) -> As
     hub = running_hub()
     mailbox = Mailbox(on_overflow=lambda: None)
     heartbeat = settings.SCOREBOARD_WS_HEARTBEAT_SECONDS
+    connection_metric = metrics.LiveConnectionCount(metrics.SSE)
+    connection_metric.open()
     try:
         try:
             await hub.join(channel, mailbox)
@@ -155,7 +158,9 @@ async def _event_stream(identity: auth.LiveIdentity, channel: LiveChannel) -> As
                 yield b": keep-alive\n\n"
                 continue
             yield batch.event_stream
+            metrics.LIVE_FRAMES_SENT.labels(transport=metrics.SSE).inc(len(batch.frames))
     finally:
+        connection_metric.close()
         await hub.leave(channel, mailbox)
 
 

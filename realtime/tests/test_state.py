@@ -115,3 +115,24 @@ def test_redis_state_lives_under_the_key_prefix(settings: Any, redis_index: Any)
     keys = sorted(key.decode() for key in redis_index.keys("*"))
     prefix = f"{settings.REDIS_KEY_PREFIX}:live:leaderboard.top10:"
     assert keys == [prefix + "claim", prefix + "gate", prefix + "last", prefix + "seq"]
+
+
+def test_a_claim_carries_when_its_channel_was_first_marked_since_the_last_claim(
+    new_state: Callable[[], BroadcastState],
+) -> None:
+    state = new_state()
+    state.mark_dirty(["leaderboard.top10"], marked_at=1000.0)
+    state.mark_dirty(["leaderboard.top10"], marked_at=2000.0)  # waits with the first change
+    before = time.time()
+    state.mark_dirty(["leaderboard.daily.top10"])
+    after = time.time()
+
+    claims = {claim.channel: claim.marked_at for claim in state.claim_due(1)}
+
+    assert claims["leaderboard.top10"] == 1000.0
+    assert before - 0.001 <= claims["leaderboard.daily.top10"] <= after + 0.001
+    state.mark_dirty(["leaderboard.top10"], marked_at=3000.0)  # a change after the claim
+    time.sleep(0.005)
+    assert [(claim.channel, claim.marked_at) for claim in state.claim_due(1)] == [
+        ("leaderboard.top10", 3000.0)
+    ]

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_user
-from scoreboard import ratelimit
+from scoreboard import metrics, ratelimit
 from scoreboard.api import success
 from scoreboard.client_ip import client_ip
 from scoreboard.idempotency import idempotent
@@ -43,6 +43,7 @@ class ActionCompleteView(APIView):
         },
     )
     @idempotent
+    @metrics.rejections_counted(metrics.ACTION_COMPLETIONS_REJECTED)
     def post(self, request: Request) -> Response:
         serializer = ActionCompleteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -70,6 +71,7 @@ class ScoreUpdateView(APIView):
         },
     )
     @idempotent
+    @metrics.rejections_counted(metrics.SCORE_UPDATES_REJECTED)
     def post(self, request: Request) -> Response:
         user = request_user(request)
         ratelimit.enforce(
