@@ -35,13 +35,16 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("role", "is_active", "hide_from_leaderboards", "country")
     search_fields = ("username", "email", "id")
     ordering = ("-created_at",)
-    readonly_fields = ("id", "created_at", "last_active_at", "signing_key_version")
+    readonly_fields = ("id", "created_at", "last_active_at", "signing_key_version", "erased_at")
     filter_horizontal = ("groups", "user_permissions")
     fieldsets = (
         (None, {"fields": ("id", "username", "email", "password")}),
         ("Profile", {"fields": ("country", "avatar", "hide_from_leaderboards")}),
         ("Access", {"fields": ("role", "is_active", "groups", "user_permissions")}),
-        ("Activity", {"fields": ("created_at", "last_active_at", "signing_key_version")}),
+        (
+            "Activity",
+            {"fields": ("created_at", "last_active_at", "signing_key_version", "erased_at")},
+        ),
     )
     add_fieldsets = (
         (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2")}),

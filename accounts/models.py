@@ -94,6 +94,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     signing_key_version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_active_at = models.DateTimeField(default=timezone.now)
+    # Set when the player erased their account (accounts.services.user_erase): the row stays,
+    # without personal data, so the audit log keeps pointing at someone.
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects: ClassVar[UserManager] = UserManager()
 

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from accounts.models import User
 from scoreboard.errors import Unauthorized
+from scoring.models import ActionToken, ModerationDecision, ScoreTotal, ScoreUpdate
+from scoring.selectors import (
+    action_tokens_for_user,
+    moderation_decisions_about_user,
+    moderation_decisions_by_user,
+    score_totals_for_user,
+    score_updates_for_user,
+)
 
 SIGNING_KEY_SALT = "scoreboard.accounts.score-signing-key"
 
@@ -48,3 +60,71 @@ def user_for_token(claims: Any) -> User:
     ) != get_md5_hash_password(user.password):
         raise Unauthorized(security_event="jwt_revoked")
     return user
+
+
+# Bumped whenever the export's shape changes in a way a reader would notice.
+EXPORT_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RefreshTokenRecord:
+    """What is kept about one refresh token, minus the token itself."""
+
+    jti: str
+    created_at: datetime | None
+    expires_at: datetime
+    blacklisted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserExport:
+    """Everything held about one user (GDPR art. 15 and 20), as `users/me/export` shows it."""
+
+    format_version: int
+    exported_at: datetime
+    user: User
+    groups: list[str]
+    permissions: list[str]
+    score_updates: list[ScoreUpdate]
+    totals: list[ScoreTotal]
+    action_tokens: list[ActionToken]
+    refresh_tokens: list[RefreshTokenRecord]
+    moderation_decisions: list[ModerationDecision]
+    moderation_decisions_taken: list[ModerationDecision]
+
+
+def user_export(*, user: User) -> UserExport:
+    """Gather everything held about `user`, a fixed number of queries whatever its size.
+
+    Left out: the password hash, the signing key (derived, never stored; its version is
+    in), refresh tokens' text, action tokens' hashes, and who the moderators were that
+    decided about the user: their identity is theirs (docs/privacy.md).
+    """
+    refresh_tokens = [
+        RefreshTokenRecord(
+            jti=jti, created_at=created_at, expires_at=expires_at, blacklisted_at=blacklisted_at
+        )
+        for jti, created_at, expires_at, blacklisted_at in OutstandingToken.objects.filter(
+            user=user
+        )
+        .order_by("-created_at", "-id")
+        .values_list("jti", "created_at", "expires_at", "blacklistedtoken__blacklisted_at")
+    ]
+    return UserExport(
+        format_version=EXPORT_FORMAT_VERSION,
+        exported_at=timezone.now(),
+        user=user,
+        groups=sorted(user.groups.values_list("name", flat=True)),
+        permissions=sorted(
+            f"{app_label}.{codename}"
+            for app_label, codename in user.user_permissions.values_list(
+                "content_type__app_label", "codename"
+            )
+        ),
+        score_updates=list(score_updates_for_user(user_id=user.pk)),
+        totals=list(score_totals_for_user(user_id=user.pk)),
+        action_tokens=list(action_tokens_for_user(user_id=user.pk)),
+        refresh_tokens=refresh_tokens,
+        moderation_decisions=list(moderation_decisions_about_user(user_id=user.pk)),
+        moderation_decisions_taken=list(moderation_decisions_by_user(user_id=user.pk)),
+    )

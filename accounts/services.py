@@ -1,9 +1,12 @@
-"""Writes for accounts: registration, profile changes, JWT pairs and signing-key rotation."""
+"""Writes for accounts: registration, profile changes, JWT pairs, signing-key rotation, and
+erasure at the player's request (docs/privacy.md)."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -22,7 +25,11 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import MODERATORS_GROUP, Role, User
 from accounts.selectors import user_for_token, user_signing_key
+from leaderboard.services import snapshots_forget_user
+from scoreboard.batches import delete_in_batches
 from scoreboard.errors import NON_FIELD_ERRORS, InvalidInput, TokenExpired, Unauthorized
+from scoreboard.idempotency import records_forget_user
+from scoring.privacy import user_scoring_anonymise
 
 logger = logging.getLogger(__name__)
 
@@ -218,3 +225,90 @@ def token_pair_refresh(*, refresh_token: str) -> TokenPair:
                 "Invalid or revoked refresh token.", security_event="refresh_token_reuse"
             )
     return _issue_pair(user)
+
+
+# --- erasure and retention (docs/privacy.md) ------------------------------------------------
+
+ERASED_USERNAME_PREFIX = "erased-"
+# A reserved top-level domain (RFC 2606): nothing is ever delivered there.
+ERASED_EMAIL_DOMAIN = "erased.invalid"
+
+
+def user_erase(*, user: User, password: str) -> None:
+    """Erase the player's account at their request (GDPR art. 17), in one transaction.
+
+    Personal data goes: username and email become unique placeholders (the old ones are free
+    to register again), avatar and country are blanked, the password becomes unusable and
+    the signing key is destroyed (its version moves on, and no token will carry a key again).
+    The account is deactivated, hidden, stripped of its role, groups and permissions, and
+    marked erased. Its totals stay in the database, excluded like any inactive player's; the
+    accounts signal re-syncs the board index and republishes the live channels after commit.
+    Refresh tokens are blacklisted; access tokens die with the password (CHECK_REVOKE_TOKEN)
+    and the inactive flag. The score pipeline keeps the audit log without network details
+    and invalidates unspent action tokens; archived standings and stored idempotent answers
+    forget the player.
+
+    The password is checked before the transaction: hashing takes a while, and a SQLite
+    transaction locks the whole database.
+    """
+    if not user.check_password(password):
+        raise Unauthorized("The password is not correct.", security_event="erase_password_rejected")
+    with transaction.atomic():
+        version = (
+            User.objects.select_for_update()
+            .filter(pk=user.pk, erased_at__isnull=True, password=user.password)
+            .values_list("signing_key_version", flat=True)
+            .first()
+        )
+        if version is None:  # erased, or the password changed, since the check
+            raise Unauthorized()
+        user.username = f"{ERASED_USERNAME_PREFIX}{secrets.token_hex(12)}"
+        user.email = f"{user.username}@{ERASED_EMAIL_DOMAIN}"
+        user.avatar = ""
+        user.country = ""
+        user.set_unusable_password()
+        user.signing_key_version = version + 1
+        user.role = Role.USER
+        user.is_active = False
+        user.hide_from_leaderboards = True
+        user.erased_at = timezone.now()
+        user.save(
+            update_fields=[
+                "username",
+                "email",
+                "avatar",
+                "country",
+                "password",
+                "signing_key_version",
+                "role",
+                "is_active",
+                "hide_from_leaderboards",
+                "erased_at",
+            ]
+        )
+        user.groups.clear()
+        user.user_permissions.clear()
+        _refresh_tokens_revoke(user=user)
+        user_scoring_anonymise(user_id=user.pk)
+        snapshots_forget_user(user_id=user.pk)
+        records_forget_user(user_id=user.pk)
+    logger.info("Account %s erased at its owner's request.", user.pk)
+
+
+def _refresh_tokens_revoke(*, user: User) -> None:
+    """Blacklist every refresh token of the user not blacklisted yet."""
+    open_tokens = OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True)
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token_id=pk) for pk in open_tokens.values_list("pk", flat=True)],
+        ignore_conflicts=True,  # a refresh racing with the erasure blacklisted it first
+    )
+
+
+def refresh_tokens_prune(*, now: datetime, batch_size: int = 1000, dry_run: bool = False) -> int:
+    """Delete the refresh tokens that expired before `now`, with their blacklist entries:
+    they can never be used again, so nothing needs to remember them (simplejwt's
+    `flushexpiredtokens`, in batches). Returns how many."""
+    expired = OutstandingToken.objects.filter(expires_at__lt=now)
+    if dry_run:
+        return expired.count()
+    return delete_in_batches(expired, batch_size=batch_size)

@@ -428,6 +428,21 @@ def leaderboard_snapshot(
     return snapshot, True
 
 
+def snapshots_forget_user(*, user_id: uuid.UUID) -> int:
+    """Take an erased player out of every archived standings, which copied their name, avatar
+    and country; returns how many snapshots changed. The other entries keep their archived
+    ranks (reads leave out players no longer shown in any case)."""
+    entry_id = str(user_id)
+    changed = 0
+    for snapshot in LeaderboardSnapshot.objects.filter(entries__icontains=entry_id):
+        kept = [entry for entry in snapshot.entries if entry.get("userId") != entry_id]
+        if len(kept) != len(snapshot.entries):
+            snapshot.entries = kept
+            snapshot.save(update_fields=["entries"])
+            changed += 1
+    return changed
+
+
 def board_row_data(row: BoardRow) -> dict[str, Any]:
     """A board entry as the API shows it."""
     return {

@@ -34,6 +34,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scoreboard.batches import delete_in_batches
 from scoreboard.encryption import decrypt_text, encrypt_text
 from scoreboard.errors import IdempotencyKeyReused, InvalidInput
 from scoreboard.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord
@@ -87,10 +88,13 @@ def idempotent(handler: Handler[View, P]) -> Handler[View, P]:
 def prune_expired_records(*, batch_size: int = 1000) -> int:
     """Delete records past the retention period, a batch per statement; returns how many."""
     expired = IdempotencyRecord.objects.filter(created_at__lt=_expiry_cutoff())
-    deleted = 0
-    while batch := list(expired.values_list("pk", flat=True)[:batch_size]):
-        deleted += expired.filter(pk__in=batch).delete()[0]
-    return deleted
+    return delete_in_batches(expired, batch_size=batch_size)
+
+
+def records_forget_user(*, user_id: Any) -> int:
+    """Delete every stored answer of one user (their responses may carry their data), for
+    the erasure of their account; returns how many."""
+    return IdempotencyRecord.objects.filter(user_id=user_id).delete()[0]
 
 
 def _user_pk(request: Request) -> Any:

@@ -239,6 +239,15 @@ SCOREBOARD_SCORE_TIMESTAMP_MAX_AGE_SECONDS = config.env_int(
 )
 SCOREBOARD_CLOCK_SKEW_SECONDS = config.env_int(ENV, "SCOREBOARD_CLOCK_SKEW_SECONDS", 10)
 
+# Retention (docs/privacy.md, `manage.py apply_retention`): action tokens are deleted this many
+# days after they expired; score updates lose their IP address and user agent at this age.
+SCOREBOARD_ACTION_TOKEN_RETENTION_DAYS = config.env_int(
+    ENV, "SCOREBOARD_ACTION_TOKEN_RETENTION_DAYS", 30, minimum=1
+)
+SCOREBOARD_AUDIT_DETAIL_RETENTION_DAYS = config.env_int(
+    ENV, "SCOREBOARD_AUDIT_DETAIL_RETENTION_DAYS", 90, minimum=1
+)
+
 # Anomaly rules (DESIGN.md §6, scoring/anomaly.py, docs/scoring.md "Anomaly rules"). Every rule
 # that trips adds its weight to an update's risk: at the flag threshold the update counts and
 # is FLAGGED for a moderator, at the hold threshold it is HELD (not counted until approved).

@@ -151,9 +151,10 @@ class ScoreUpdate(models.Model):
     board = models.CharField(max_length=50, default=DEFAULT_BOARD)
     action_type = models.CharField(max_length=50)
     action_id = models.UUIDField()
+    # SET_NULL: `apply_retention` deletes spent tokens after a while; the update stays.
     action_token = models.OneToOneField(
         ActionToken,
-        on_delete=models.PROTECT,
+        on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="score_update",

@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.models import on_leaderboards
 from scoring.anomaly import HISTORY_LIMIT, Completion
-from scoring.models import Action, ScoreTotal, ScoreUpdate
+from scoring.models import Action, ActionToken, ModerationDecision, ScoreTotal, ScoreUpdate
 from scoring.periods import ALL_TIME_START, DEFAULT_BOARD, Period
 
 
@@ -98,3 +98,23 @@ def completions_recent(
 def score_updates_for_user(*, user_id: uuid.UUID) -> QuerySet[ScoreUpdate]:
     """The user's audit rows, newest first."""
     return ScoreUpdate.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+def score_totals_for_user(*, user_id: uuid.UUID) -> QuerySet[ScoreTotal]:
+    """Every total of the user, on every board and in every period bucket."""
+    return ScoreTotal.objects.filter(user_id=user_id).order_by("board", "period", "-period_start")
+
+
+def action_tokens_for_user(*, user_id: uuid.UUID) -> QuerySet[ActionToken]:
+    """The user's action tokens still kept (`apply_retention` deletes old ones), newest first."""
+    return ActionToken.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+def moderation_decisions_about_user(*, user_id: uuid.UUID) -> QuerySet[ModerationDecision]:
+    """Moderators' decisions about the user's updates and account, newest first."""
+    return ModerationDecision.objects.filter(user_id=user_id).order_by("-created_at", "-id")
+
+
+def moderation_decisions_by_user(*, user_id: uuid.UUID) -> QuerySet[ModerationDecision]:
+    """The decisions the user took as a moderator, newest first."""
+    return ModerationDecision.objects.filter(moderator_id=user_id).order_by("-created_at", "-id")

@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import selectors, services
 from accounts.api.serializers import (
+    EraseInputSerializer,
     ProfileOutputSerializer,
     ProfileUpdateInputSerializer,
     RegisterInputSerializer,
@@ -18,10 +19,12 @@ from accounts.api.serializers import (
     TokenInputSerializer,
     TokenPairOutputSerializer,
     TokenRefreshInputSerializer,
+    UserExportSerializer,
     UserOutputSerializer,
 )
 from accounts.authentication import JWTAuthentication, request_user
 from accounts.models import User
+from accounts.schema import documented_body
 from leaderboard.selectors import player_standing
 from scoreboard import ratelimit
 from scoreboard.api import success
@@ -133,6 +136,39 @@ class MeView(APIView):
             hide_from_leaderboards=data.get("hideFromLeaderboards"),
         )
         return success(_own_profile(user))
+
+    @extend_schema(
+        operation_id="users_me_erase",
+        request=EraseInputSerializer,
+        responses={204: None},
+        description=(
+            "Erase the caller's account (docs/privacy.md): personal data removed, boards "
+            "updated, every token revoked, the audit log kept anonymised. A wrong password is "
+            "401 UNAUTHORIZED and changes nothing. Counted with `auth/*` against "
+            "SCOREBOARD_AUTH_RATE per client address."
+        ),
+    )
+    @documented_body
+    def delete(self, request: Request) -> Response:
+        identity = ratelimit.ip_identity(client_ip(request))
+        ratelimit.enforce(request, [(ratelimit.auth_limit(), identity)], fail_closed=True)
+        serializer = EraseInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_erase(
+            user=request_user(request), password=serializer.validated_data["password"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserExportView(APIView):
+    @extend_schema(
+        operation_id="users_me_export",
+        responses={200: success_envelope(UserExportSerializer(), name="UserExportResponse")},
+        description="Everything held about the caller, in one document (docs/privacy.md).",
+    )
+    def get(self, request: Request) -> Response:
+        export = selectors.user_export(user=request_user(request))
+        return success(UserExportSerializer(export).data)
 
 
 class SigningKeyRotateView(APIView):
