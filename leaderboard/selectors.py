@@ -1,6 +1,8 @@
 """Board reads: pages, around-me and the caller's own standing, with the players' public
 details. The backend is the Redis index when `REDIS_URL` is set, with the database as its
-fallback while Redis is unreachable or not yet rebuilt; otherwise the database alone."""
+fallback while Redis is unreachable or not yet rebuilt; otherwise the database alone. The REST
+reads take totals and profiles from the read replica when there is one (leaderboard/replica.py);
+every other caller reads `default`."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from accounts.models import User, on_leaderboards
 from leaderboard.backends.base import Board, BoardKey, Position, Standing
 from leaderboard.backends.redis import IndexNotReady, RedisBoard
 from leaderboard.backends.sql import SqlBoard
+from leaderboard.replica import read_with_failover
 from scoreboard.errors import REDIS_OUTAGES
 from scoring.models import ScoreTotal
 from scoring.periods import DEFAULT_BOARD, Period, period_start
@@ -68,10 +72,11 @@ def _log_fallback(error: Exception) -> None:
         logger.warning("Leaderboard index unavailable, reading the database: %r", error)
 
 
-def board_backend() -> Board:
+def board_backend(database: str = DEFAULT_DB_ALIAS) -> Board:
+    """The board index; `database` is the alias the SQL board (or fallback) reads."""
     if settings.REDIS_URL:
-        return FallbackBoard(primary=RedisBoard(), fallback=SqlBoard())
-    return SqlBoard()
+        return FallbackBoard(primary=RedisBoard(), fallback=SqlBoard(database=database))
+    return SqlBoard(database=database)
 
 
 def board_key(
@@ -115,18 +120,34 @@ class BoardPage:
 
 
 def leaderboard_page(*, key: BoardKey, offset: int, limit: int, viewer: User) -> BoardPage:
-    board = board_backend()
-    return BoardPage(
-        rows=with_profiles(board.top(key, offset=offset, limit=limit)),
-        current_user=_own_standing(board, key, viewer),
-        total_users=board.total(key),
+    """A page of the board, from the read replica when there is one."""
+    return read_with_failover(
+        lambda database: _page(
+            key=key, offset=offset, limit=limit, viewer=viewer, database=database
+        )
     )
 
 
 def leaderboard_around(*, key: BoardKey, limit: int, viewer: User) -> BoardPage:
-    """Up to `limit` entries above and below the viewer. A viewer who is not on the board
-    would come last, so they see the last `limit` entries."""
-    board = board_backend()
+    """Up to `limit` entries above and below the viewer, from the read replica when there is
+    one. A viewer who is not on the board would come last, so they see the last `limit`
+    entries."""
+    return read_with_failover(
+        lambda database: _around(key=key, limit=limit, viewer=viewer, database=database)
+    )
+
+
+def _page(*, key: BoardKey, offset: int, limit: int, viewer: User, database: str) -> BoardPage:
+    board = board_backend(database)
+    return BoardPage(
+        rows=with_profiles(board.top(key, offset=offset, limit=limit), database=database),
+        current_user=_own_standing(board, key, viewer, database=database),
+        total_users=board.total(key),
+    )
+
+
+def _around(*, key: BoardKey, limit: int, viewer: User, database: str) -> BoardPage:
+    board = board_backend(database)
     total = board.total(key)
     position = board.position(key, viewer.pk)
     if position is None:
@@ -135,19 +156,30 @@ def leaderboard_around(*, key: BoardKey, limit: int, viewer: User) -> BoardPage:
         offset = max(0, position.index - limit)
         count = position.index - offset + 1 + limit
     return BoardPage(
-        rows=with_profiles(board.top(key, offset=offset, limit=count)),
-        current_user=_own_standing(board, key, viewer, position=position),
+        rows=with_profiles(board.top(key, offset=offset, limit=count), database=database),
+        current_user=_own_standing(board, key, viewer, database=database, position=position),
         total_users=total,
     )
 
 
-def player_standing(user: User) -> OwnStanding:
-    """The player's all-time score and rank, for their own profile."""
-    return _own_standing(board_backend(), board_key(period=Period.ALL_TIME), user)
+def player_standing(user: User, *, from_replica: bool = False) -> OwnStanding:
+    """The player's all-time score and rank, for their own profile. `from_replica` for a plain
+    read; the answer to the player's own change reads the primary, which has that change."""
+    key = board_key(period=Period.ALL_TIME)
+    if not from_replica:
+        return _own_standing(board_backend(), key, user, database=DEFAULT_DB_ALIAS)
+    return read_with_failover(
+        lambda database: _own_standing(board_backend(database), key, user, database=database)
+    )
 
 
 def _own_standing(
-    board: Board, key: BoardKey, viewer: User, *, position: Position | None = None
+    board: Board,
+    key: BoardKey,
+    viewer: User,
+    *,
+    database: str,
+    position: Position | None = None,
 ) -> OwnStanding:
     position = position or board.position(key, viewer.pk)
     if position is not None:
@@ -155,9 +187,8 @@ def _own_standing(
     else:
         rank = None
         score = (
-            ScoreTotal.objects.filter(
-                board=key.board, period=key.period, period_start=key.period_start, user=viewer
-            )
+            ScoreTotal.objects.using(database)
+            .filter(board=key.board, period=key.period, period_start=key.period_start, user=viewer)
             .values_list("score", flat=True)
             .first()
             or 0
@@ -165,14 +196,14 @@ def _own_standing(
     return OwnStanding(rank=rank, user_id=viewer.pk, username=viewer.username, score=score)
 
 
-def with_profiles(standings: list[Standing]) -> list[BoardRow]:
-    """Attach names, avatars and countries in one query. An entry whose player is no longer
-    visible (the index not yet told) is left out rather than shown."""
+def with_profiles(standings: list[Standing], *, database: str = DEFAULT_DB_ALIAS) -> list[BoardRow]:
+    """Attach names, avatars and countries in one query on `database`. An entry whose player
+    is no longer visible (the index not yet told) is left out rather than shown."""
     profiles = {
         user.pk: user
-        for user in User.objects.filter(
-            on_leaderboards(), pk__in=[standing.user_id for standing in standings]
-        ).only("id", "username", "avatar", "country")
+        for user in User.objects.using(database)
+        .filter(on_leaderboards(), pk__in=[standing.user_id for standing in standings])
+        .only("id", "username", "avatar", "country")
     }
     return [
         BoardRow(

@@ -100,14 +100,17 @@ def redis_key_prefix(env: Mapping[str, str]) -> str:
     return env.get("REDIS_KEY_PREFIX", "scoreboard")
 
 
-def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]:
-    """SQLite (a file in the project, or `sqlite:////path`) or PostgreSQL (`postgres://…`).
+def database_config(
+    env: Mapping[str, str], *, base_dir: Path, variable: str = "DATABASE_URL"
+) -> dict[str, Any]:
+    """SQLite (a file in the project, or `sqlite:////path`) or PostgreSQL (`postgres://…`),
+    from the URL in `variable`.
 
     Under ASGI a persistent connection per request thread leaks connections, so PostgreSQL
     uses Django's psycopg pool (which requires CONN_MAX_AGE=0) with a short wait, so that an
     exhausted pool fails fast with a 503 instead of hanging for psycopg's default 30 s.
     """
-    url = env.get("DATABASE_URL", "").strip()
+    url = env.get(variable, "").strip()
     if not url:
         return _sqlite_config(base_dir / "var" / "scoreboard.sqlite3")
     config: dict[str, Any] = dict(dj_database_url.parse(url))
@@ -115,7 +118,7 @@ def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]
         return _sqlite_config(Path(config["NAME"]))
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(
-            f"DATABASE_URL must be a postgres:// or sqlite:// URL (got engine {config['ENGINE']})."
+            f"{variable} must be a postgres:// or sqlite:// URL (got engine {config['ENGINE']})."
         )
     config["CONN_MAX_AGE"] = 0
     config["CONN_HEALTH_CHECKS"] = False
@@ -128,6 +131,19 @@ def database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any]
         },
     }
     return config
+
+
+def replica_database_config(env: Mapping[str, str], *, base_dir: Path) -> dict[str, Any] | None:
+    """DATABASE_REPLICA_URL, a read replica for the REST board reads, with the same pool and
+    timeouts as the primary; None when unset.
+
+    Under test the alias mirrors `default`: the test runner then creates no database for it,
+    and replica reads see the test's own writes instead of an empty, unmigrated database.
+    """
+    if not env.get("DATABASE_REPLICA_URL", "").strip():
+        return None
+    replica = database_config(env, base_dir=base_dir, variable="DATABASE_REPLICA_URL")
+    return {**replica, "TEST": {"MIRROR": "default"}}
 
 
 def _sqlite_config(path: Path) -> dict[str, Any]:

@@ -100,6 +100,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": config.database_config(ENV, base_dir=BASE_DIR)}
+# Optional read replica: only the REST board reads use it, by name (leaderboard/replica.py);
+# no database router, so writes and reads inside write transactions stay on `default`.
+if (REPLICA_DATABASE := config.replica_database_config(ENV, base_dir=BASE_DIR)) is not None:
+    DATABASES["replica"] = REPLICA_DATABASE
 CACHES = config.cache_config(ENV)
 CHANNEL_LAYERS = config.channel_layers_config(ENV)
 REDIS_URL = ENV.get("REDIS_URL", "").strip() or None

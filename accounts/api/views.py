@@ -33,8 +33,8 @@ from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
 
 
-def _own_profile(user: User) -> dict[str, Any]:
-    standing = player_standing(user)
+def _own_profile(user: User, *, from_replica: bool = False) -> dict[str, Any]:
+    standing = player_standing(user, from_replica=from_replica)
     return {**UserOutputSerializer(user).data, "score": standing.score, "rank": standing.rank}
 
 
@@ -118,7 +118,7 @@ class MeView(APIView):
         responses={200: success_envelope(ProfileOutputSerializer(), name="ProfileResponse")},
     )
     def get(self, request: Request) -> Response:
-        return success(_own_profile(request_user(request)))
+        return success(_own_profile(request_user(request), from_replica=True))
 
     @extend_schema(
         operation_id="users_me_update",

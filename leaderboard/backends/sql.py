@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q, QuerySet
 
 from leaderboard.backends.base import BoardKey, Position, Standing, ranked
@@ -15,10 +16,12 @@ from scoring.selectors import visible_totals
 BOARD_ORDER = ("-score", "reached_at", "user_id")
 
 
-def board_entries(key: BoardKey) -> QuerySet[ScoreTotal]:
-    """The visible totals on a board, unordered."""
-    entries = visible_totals(board=key.board).filter(
-        period=key.period, period_start=key.period_start
+def board_entries(key: BoardKey, *, database: str = DEFAULT_DB_ALIAS) -> QuerySet[ScoreTotal]:
+    """The visible totals on a board, unordered, read from the database alias `database`."""
+    entries = (
+        visible_totals(board=key.board)
+        .using(database)
+        .filter(period=key.period, period_start=key.period_start)
     )
     if key.country:
         entries = entries.filter(user__country=key.country)
@@ -26,8 +29,11 @@ def board_entries(key: BoardKey) -> QuerySet[ScoreTotal]:
 
 
 class SqlBoard:
+    def __init__(self, *, database: str = DEFAULT_DB_ALIAS) -> None:
+        self.database = database
+
     def top(self, key: BoardKey, *, offset: int, limit: int) -> list[Standing]:
-        entries = board_entries(key)
+        entries = board_entries(key, database=self.database)
         rows = list(
             entries.order_by(*BOARD_ORDER).values_list("user_id", "score", "reached_at")[
                 offset : offset + limit
@@ -39,7 +45,7 @@ class SqlBoard:
         return ranked(rows, first_rank=first_rank, offset=offset)
 
     def position(self, key: BoardKey, user_id: uuid.UUID) -> Position | None:
-        entries = board_entries(key)
+        entries = board_entries(key, database=self.database)
         row = entries.filter(user_id=user_id).values_list("score", "reached_at").first()
         if row is None:
             return None
@@ -55,4 +61,4 @@ class SqlBoard:
         )
 
     def total(self, key: BoardKey) -> int:
-        return board_entries(key).count()
+        return board_entries(key, database=self.database).count()
