@@ -10,7 +10,7 @@ PORT ?= 8000
 # Client addresses come from the socket; trusted proxies are handled by the application.
 UVICORN_FLAGS ?= --no-access-log --ws-max-size 1048576 --no-proxy-headers
 
-.PHONY: run serve test chromium lint format schema migrate clean
+.PHONY: run serve test chromium nginx promtool lint format schema migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,25 @@ run: migrate
 serve:
 	$(BIN)/uvicorn scoreboard.asgi:application --host $(HOST) --port $(PORT) $(UVICORN_FLAGS)
 
-test: $(VENV)/.requirements-dev chromium
+test: $(VENV)/.requirements-dev chromium nginx promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The live board's browser test (realtime/tests/test_live_page.py) runs Debian's chromium.
 chromium:
 	@command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# The load balancer's test (scoreboard/tests/test_nginx.py) runs Debian's nginx with the
+# committed docker/nginx/ config, as a process of its own on a loopback port: whether the
+# package started a daemon on port 80 (in containers policy-rc.d usually stops it) is no matter.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (DEBIAN_FRONTEND=noninteractive \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx)
+
+# The alert rules (docker/prometheus/) are checked and unit-tested by Prometheus's promtool.
+promtool:
+	@command -v promtool >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
 lint: $(VENV)/.requirements-dev
 	$(BIN)/ruff check .

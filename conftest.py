@@ -8,6 +8,7 @@ pass by skipping what it was meant to test.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from rest_framework.test import APIClient
 
 from scoreboard.ratelimit import reset_local_counters
 
-pytest_plugins = ("scoring.tests.fixtures", "scoreboard.tests.served")
+pytest_plugins = ("scoring.tests.fixtures", "scoreboard.tests.served", "realtime.tests.cluster")
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -120,20 +121,26 @@ def auth_client(user: Any) -> APIClient:
 
 
 @pytest.fixture
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+def server_processes() -> dict[str, subprocess.Popen[bytes]]:
+    """The processes `start_server` started in this test, by base URL (to kill one)."""
+    return {}
+
+
+@pytest.fixture
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    server_processes: dict[str, subprocess.Popen[bytes]],
+) -> Iterator[Callable[..., str]]:
     """Start the real ASGI app under uvicorn on a free loopback port; returns its base URL.
 
     The process gets production-like settings (DEBUG off), a SQLite file of its own unless
     the given environment names a database, and is stopped by its PID at teardown.
     """
     import socket
-    import subprocess
     import sys
     import time
     import urllib.request
     from pathlib import Path
-
-    processes: list[subprocess.Popen[bytes]] = []
 
     def start(log_path: Path | None = None, **env: str) -> str:
         """`env` overrides the process's environment; its output goes to `log_path` if given."""
@@ -170,8 +177,8 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        processes.append(process)
         base_url = f"http://127.0.0.1:{port}"
+        server_processes[base_url] = process
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -184,7 +191,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         raise RuntimeError("server did not answer /healthz within 30 s")
 
     yield start
-    for process in processes:
+    for process in server_processes.values():
         process.terminate()
         try:
             process.wait(timeout=10)

@@ -3,8 +3,12 @@ loses everything while scores keep coming in."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +19,8 @@ import redis
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.models import User
 from leaderboard.backends.base import BoardKey
@@ -134,6 +140,82 @@ def test_reconcile_rebuilds_an_index_that_lost_everything(
 
     assert "index was empty, rebuilt" in out.getvalue()
     assert_index_equals_database()
+
+
+@pytest.mark.timeout(30)
+def test_the_reconcile_loop_stops_cleanly_on_sigterm(
+    make_user: Callable[..., User], redis_index: redis.Redis
+) -> None:
+    # Given a reconcile loop (as the compose file's `reconcile` service runs it)...
+    seed(make_user, 3)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    out = StringIO()
+
+    def stop_after_the_first_pass() -> None:
+        deadline = time.monotonic() + 10
+        while "global:" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Without the command's handler SIGTERM would end this whole test run: then send
+        # nothing and let the timeout fail the test.
+        if signal.getsignal(signal.SIGTERM) is not handler_before:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_after_the_first_pass, daemon=True)
+    stopper.start()
+
+    # ...when SIGTERM arrives while it waits for the next pass (an hour away)...
+    call_command("reconcile_leaderboards", "--interval", "3600", stdout=out)
+    stopper.join()
+
+    # ...the command returns after its pass, with the previous handler back in place...
+    assert out.getvalue().splitlines() == [
+        "global: index was empty, rebuilt from the database",
+        "stopped (SIGTERM)",
+    ]
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+    assert_index_equals_database()
+    # ...and has released its lock: the next run is not told another node is reconciling.
+    out = StringIO()
+    call_command("reconcile_leaderboards", stdout=out)
+    assert out.getvalue().startswith("global: ")
+
+
+def test_the_reconcile_loop_serves_its_repairs_to_prometheus(
+    make_user: Callable[..., User], redis_index: redis.Redis
+) -> None:
+    # Given an empty index and a loop that serves its metrics...
+    seed(make_user, 3)
+    rebuilt = {"kind": "index_rebuilt"}
+    before = REGISTRY.get_sample_value("scoreboard_leaderboard_reconcile_repairs_total", rebuilt)
+    out = StringIO()
+    scraped: list[str] = []
+
+    def scrape_then_stop() -> None:
+        deadline = time.monotonic() + 10
+        while "global:" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        address = re.search(r"metrics on (\S+)", out.getvalue())
+        if address is not None:
+            with urllib.request.urlopen(address.group(1), timeout=5) as response:  # noqa: S310
+                scraped.append(response.read().decode())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=scrape_then_stop, daemon=True)
+    stopper.start()
+
+    # ...when its first pass rebuilds the index...
+    call_command("reconcile_leaderboards", "--interval", "3600", "--metrics-port", "0", stdout=out)
+    stopper.join()
+
+    # ...a scrape between passes counts the rebuild.
+    [text] = scraped
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    key = ("scoreboard_leaderboard_reconcile_repairs_total", (("kind", "index_rebuilt"),))
+    assert samples[key] == (before or 0) + 1
 
 
 @pytest.mark.django_db(transaction=True)
