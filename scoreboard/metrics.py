@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -36,6 +35,7 @@ from prometheus_client import (
 from rest_framework.exceptions import APIException
 
 from scoreboard.errors import CODE_FOR_STATUS
+from scoreboard.middleware_base import BeforeAfterMiddleware
 from scoreboard.request_context import request_route
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
@@ -238,31 +238,15 @@ def request_observed(request: HttpRequest, response: HttpResponseBase, seconds: 
     HTTP_REQUEST_DURATION.labels(method=method, route=route).observe(seconds)
 
 
-class HttpMetricsMiddleware:
+class HttpMetricsMiddleware(BeforeAfterMiddleware):
     """`http_requests_total` and `http_request_duration_seconds` for every request but the
-    scrape itself. Sync and async capable, like scoreboard.middleware's (not a subclass:
-    that module imports the rate limits, which import this one)."""
+    scrape itself."""
 
-    sync_capable = True
-    async_capable = True
+    def before(self, request: HttpRequest) -> None:
+        request._metrics_started_at = time.perf_counter()  # type: ignore[attr-defined]
 
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        started = time.perf_counter()
-        response = self.get_response(request)
-        request_observed(request, response, time.perf_counter() - started)
-        return response
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
-        response = await self.get_response(request)
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        started = request._metrics_started_at  # type: ignore[attr-defined]
         request_observed(request, response, time.perf_counter() - started)
         return response
 
