@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,8 +24,7 @@ from conftest import TEST_PASSWORD
 from scoring.models import ActionToken, ModerationDecision, ScoreStatus, ScoreUpdate
 from scoring.moderation import score_update_reject, user_ban
 from scoring.periods import ALL_TIME_START
-from scoring.services import hash_action_token
-from scoring.tests.fixtures import GameServerKey
+from scoring.tests.fixtures import GameServerKey, stored_action_token
 from scoring.tests.moderation_fixtures import IP_HOP, record_update
 
 pytestmark = pytest.mark.django_db
@@ -44,17 +42,7 @@ def client_for(user: User) -> APIClient:
 
 
 def action_token_for(user: User, game_server: GameServerKey, **fields: Any) -> ActionToken:
-    return ActionToken.objects.create(
-        user=user,
-        action_type_id="WIN_GAME",
-        action_id=uuid.uuid4(),
-        game_server=game_server.server,
-        token_hash=hash_action_token(uuid.uuid4().hex),
-        points=100,
-        completed_at=T1,
-        expires_at=T1 + timedelta(minutes=5),
-        **fields,
-    )
+    return stored_action_token(user, game_server, expires_at=T1 + timedelta(minutes=5), **fields)
 
 
 def exported(user: User) -> dict[str, Any]:

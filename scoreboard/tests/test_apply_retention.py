@@ -15,8 +15,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts.models import User
 from scoring.models import ActionToken, ScoreUpdate
-from scoring.services import hash_action_token
-from scoring.tests.fixtures import GameServerKey
+from scoring.tests.fixtures import GameServerKey, stored_action_token
 from scoring.tests.moderation_fixtures import record_update
 
 pytestmark = pytest.mark.django_db
@@ -40,16 +39,7 @@ def backlog(
     """Of each kind, two rows past retention and one within it."""
     player = make_user()
     for expired_days_ago in (45, 31, 29):
-        ActionToken.objects.create(
-            user=player,
-            action_type_id="WIN_GAME",
-            action_id=uuid.uuid4(),
-            game_server=game_server.server,
-            token_hash=hash_action_token(uuid.uuid4().hex),
-            points=100,
-            completed_at=NOW - expired_days_ago * DAY,
-            expires_at=NOW - expired_days_ago * DAY,
-        )
+        stored_action_token(player, game_server, expires_at=NOW - expired_days_ago * DAY)
     for days_ago in (120, 91, 89):
         record_update(player, 10, at=NOW - days_ago * DAY)
     for expired_hours_ago in (48, 1, -1):

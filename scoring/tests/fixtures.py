@@ -17,8 +17,8 @@ from accounts.selectors import user_signing_key
 from accounts.services import token_pair_for_credentials
 from conftest import TEST_PASSWORD
 from scoring.anticheat import hmac_sha256_hex
-from scoring.models import GameServer
-from scoring.services import actions_load_defaults, game_server_create
+from scoring.models import ActionToken, GameServer
+from scoring.services import actions_load_defaults, game_server_create, hash_action_token
 
 # Moderation's fixtures, for every app's tests too.
 pytest_plugins = ("scoring.tests.moderation_fixtures",)
@@ -158,3 +158,21 @@ def make_player(make_user: Callable[..., User], catalog: None) -> Callable[..., 
 @pytest.fixture
 def player(make_player: Callable[..., Player]) -> Player:
     return make_player(username="ProGamer123", email="pro@example.com", country="US")
+
+
+def stored_action_token(
+    user: User, game_server: GameServerKey, *, expires_at: datetime, **fields: Any
+) -> ActionToken:
+    """An action token row as `actions/complete` stores it (a WIN_GAME worth 100, completed
+    five minutes before it expires), for tests about what is kept of tokens."""
+    return ActionToken.objects.create(
+        user=user,
+        action_type_id="WIN_GAME",
+        action_id=uuid.uuid4(),
+        game_server=game_server.server,
+        token_hash=hash_action_token(uuid.uuid4().hex),
+        points=100,
+        completed_at=expires_at - timedelta(minutes=5),
+        expires_at=expires_at,
+        **fields,
+    )

@@ -3,7 +3,6 @@ network details and action tokens."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +21,7 @@ from scoring.privacy import (
     audit_details_prune,
     user_scoring_anonymise,
 )
-from scoring.services import hash_action_token
-from scoring.tests.fixtures import GameServerKey
+from scoring.tests.fixtures import GameServerKey, stored_action_token
 from scoring.tests.moderation_fixtures import IP_HOP, TOO_FAST, record_update
 
 pytestmark = pytest.mark.django_db
@@ -44,14 +42,9 @@ def details(update: ScoreUpdate) -> tuple[Any, ...]:
 @pytest.fixture
 def make_token(game_server: GameServerKey, catalog: None) -> Callable[..., ActionToken]:
     def make(user: User, *, expires_at: datetime, spent: bool = False) -> ActionToken:
-        token = ActionToken.objects.create(
-            user=user,
-            action_type_id="WIN_GAME",
-            action_id=uuid.uuid4(),
-            game_server=game_server.server,
-            token_hash=hash_action_token(uuid.uuid4().hex),
-            points=100,
-            completed_at=expires_at - timedelta(minutes=5),
+        token = stored_action_token(
+            user,
+            game_server,
             expires_at=expires_at,
             used_at=expires_at - timedelta(minutes=4) if spent else None,
             is_valid=not spent,
