@@ -1,3 +1,4 @@
+import logging
 from importlib import import_module
 
 from django.apps import AppConfig
@@ -14,6 +15,9 @@ class ScoreboardConfig(AppConfig):
 
     def ready(self) -> None:
         from scoreboard import metrics
+
+        # Python warnings become log records (logger `py.warnings`), in the configured format.
+        logging.captureWarnings(True)
 
         # After Django's own receiver, which gives the request's connection back to its pool.
         request_finished.connect(

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` or a filter.
+# uvicorn's `color_message` repeats the message with terminal colours.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
+    "color_message",
 }
 
 

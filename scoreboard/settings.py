@@ -360,5 +360,10 @@ LOGGING = {
         # uvicorn configures its own handlers before Django starts; ours replace them so that
         # every line of a node has one format.
         "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Our request line replaces uvicorn's access log (configuring "uvicorn" above would
+        # otherwise re-enable it under `--no-access-log`).
+        "uvicorn.access": {"handlers": [], "propagate": False},
+        # Python warnings (Django routes them to logging) in the same format, not Django's.
+        "py.warnings": {"handlers": ["console"], "propagate": False},
     },
 }

@@ -6,7 +6,10 @@ import json
 import logging
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +227,30 @@ def test_development_logs_are_text_unless_json_is_asked_for(tmp_path: Any) -> No
 
     assert "INFO scoreboard.requests [json-1] GET /healthz 200" in text
     assert json.loads(as_json.splitlines()[-1])["request_id"] == "json-1"
+
+
+def test_a_served_node_logs_only_json_lines_and_one_line_per_request(
+    tmp_path: Path, start_server: Callable[..., str]
+) -> None:
+    log_path = tmp_path / "node.log"
+    base_url = start_server(log_path=log_path)  # waits for /healthz to answer
+    request = urllib.request.Request(  # noqa: S310
+        f"{base_url}/healthz", headers={"X-Request-ID": "served-1"}
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+        pass
+
+    deadline = time.monotonic() + 10
+    while "served-1" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    loggers = {entry["logger"] for entry in entries}
+    assert "uvicorn.error" in loggers  # uvicorn's own lines are JSON too...
+    assert "uvicorn.access" not in loggers  # ...and its access log does not repeat ours
+    assert not any("color_message" in entry for entry in entries)
+    [line] = [entry for entry in entries if entry.get("request_id") == "served-1"]
+    assert (line["logger"], line["route"], line["status"]) == (
+        "scoreboard.requests",
+        "healthz",
+        200,
+    )
