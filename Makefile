@@ -10,7 +10,7 @@ PORT ?= 8000
 # Client addresses come from the socket; trusted proxies are handled by the application.
 UVICORN_FLAGS ?= --no-access-log --ws-max-size 1048576 --no-proxy-headers
 
-.PHONY: run serve test chromium nginx promtool lint format schema migrate clean
+.PHONY: run serve test bench chromium nginx promtool lint format schema migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ serve:
 
 test: $(VENV)/.requirements-dev chromium nginx promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(VENV)/.requirements-bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	touch $@ $(VENV)/.requirements-dev $(VENV)/.requirements
+
+# The benchmark suite (bench/README.md) on the local PostgreSQL and Redis, one after the other so
+# that no two share the cores. BENCH_ARGS=--quick for a short run.
+bench: $(VENV)/.requirements-bench
+	$(BIN)/python -m bench.score_updates $(BENCH_ARGS)
+	$(BIN)/python -m bench.board_reads $(BENCH_ARGS)
+	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
 
 # The live board's browser test (realtime/tests/test_live_page.py) runs Debian's chromium.
 chromium:

@@ -1,0 +1,384 @@
+"""What every benchmark shares: the machine and commit it ran on, app nodes started on
+loopback with their CPU time measured, databases of its own, latency summaries, and the
+results written to `bench/results/` as JSON and a Markdown table.
+
+Benchmarks run against the PostgreSQL and Redis named by BENCH_DATABASE_URL and
+BENCH_REDIS_URL (defaults: the machine's local services), never the test suite's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+PYTHON = sys.executable
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+# Settings every served node gets: production mode, fixed secrets (nothing here is secret).
+NODE_SETTINGS = {
+    "DJANGO_SETTINGS_MODULE": "scoreboard.settings",
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-secret-key-" + "s" * 40,
+    "SCOREBOARD_JWT_SIGNING_KEY": "bench-jwt-key-" + "j" * 40,
+    "SCOREBOARD_ENCRYPTION_KEY": "bench-encryption-key-" + "e" * 40,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+# --- where and what ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to compare two runs."""
+    cpu_model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    with psycopg.connect(DATABASE_URL, autocommit=True) as connection:
+        postgres = connection.execute("SHOW server_version").fetchone()
+    redis_version = subprocess.run(  # noqa: S603
+        ["redis-cli", "-u", REDIS_URL, "INFO", "server"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return {
+        "cpu": cpu_model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": postgres[0] if postgres else None,
+        "redis": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in redis_version.splitlines()
+                if line.startswith("redis_version")
+            ),
+            None,
+        ),
+    }
+
+
+def commit() -> str:
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{head}{'+changes' if dirty else ''}"
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (0 for no samples)."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = max(1, round(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max of latencies given in seconds, in milliseconds."""
+    return {
+        "p50_ms": round(percentile(seconds, 0.50) * 1000, 2),
+        "p95_ms": round(percentile(seconds, 0.95) * 1000, 2),
+        "p99_ms": round(percentile(seconds, 0.99) * 1000, 2),
+        "max_ms": round(max(seconds, default=0.0) * 1000, 2),
+    }
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children that have been waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (workers of a server)."""
+    found = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        found.extend(process_tree(int(child)))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(member) for member in process_tree(pid))
+
+
+@dataclass
+class Node:
+    """An app node serving on loopback."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.process.pid)
+
+    def rss_bytes(self) -> int:
+        return sum(rss_bytes(member) for member in process_tree(self.process.pid))
+
+
+def wait_for_health(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"node exited during start-up: {process.args!r}") from None
+            time.sleep(0.2)
+    raise RuntimeError(f"node did not answer /healthz within {timeout} s")
+
+
+@contextmanager
+def served_node(
+    env: dict[str, str],
+    *,
+    command: Sequence[str] | None = None,
+    log_dir: Path,
+    workers: int = 1,
+) -> Iterator[Node]:
+    """Start an app node on a free loopback port (uvicorn with `workers` processes, unless
+    `command` is given: `{port}` in it is replaced), wait for /healthz, and stop it by PID
+    afterwards."""
+    port = free_port()
+    argv = [
+        part.replace("{port}", str(port))
+        for part in (
+            command
+            or [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "scoreboard.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--no-access-log",
+                "--ws-max-size",
+                "1048576",
+                "--no-proxy-headers",
+                "--workers",
+                str(workers),
+            ]
+        )
+    ]
+    log_path = log_dir / f"node-{port}.log"
+    with open(log_path, "wb") as output:
+        process = subprocess.Popen(  # noqa: S603
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **NODE_SETTINGS, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, process)
+        yield Node(url=url, process=process, log_path=log_path)
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM the process's group (a server and its workers), SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a management command with the node settings; returns its output."""
+    result = subprocess.run(  # noqa: S603
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, **NODE_SETTINGS, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(DATABASE_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextmanager
+def fresh_database(name: str) -> Iterator[str]:
+    """A new PostgreSQL database (dropped afterwards), migrated; yields its URL."""
+    with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = database_url(name)
+    try:
+        manage({"DATABASE_URL": url}, "migrate", "--noinput", "-v", "0")
+        yield url
+    finally:
+        with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """One benchmark run: its figures, written as JSON and a Markdown table."""
+
+    name: str
+    title: str
+    command: str = field(
+        default_factory=lambda: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    )
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, heading: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+        """Add a table; each row is a dict keyed by the columns. Printed as it is added."""
+        self.sections.append({"heading": heading, "columns": list(columns), "rows": list(rows)})
+        print(f"\n{heading}\n{_markdown_table(columns, rows)}", flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(text, flush=True)
+
+    @property
+    def stamp(self) -> str:
+        """The run's timestamp as it appears in result file names."""
+        return self.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+
+    def write(self) -> Path:
+        """`bench/results/<name>-<timestamp>.json` and `.md`, and `<name>-latest.md`."""
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        stamp = self.stamp
+        document = {
+            "name": self.name,
+            "title": self.title,
+            "started_at": self.started_at,
+            "command": self.command,
+            "commit": commit(),
+            "machine": machine(),
+            "sections": self.sections,
+            "notes": self.notes,
+        }
+        json_path = RESULTS_DIR / f"{self.name}-{stamp}.json"
+        json_path.write_text(json.dumps(document, indent=2) + "\n")
+        markdown = self.markdown(document)
+        (RESULTS_DIR / f"{self.name}-{stamp}.md").write_text(markdown)
+        (RESULTS_DIR / f"{self.name}-latest.md").write_text(markdown)
+        return json_path
+
+    @staticmethod
+    def markdown(document: dict[str, Any]) -> str:
+        lines = [
+            f"# {document['title']}",
+            "",
+            f"- run: {document['started_at']}, commit `{document['commit']}`",
+            f"- command: `{document['command']}`",
+            "- machine: "
+            + ", ".join(f"{key} {value}" for key, value in document["machine"].items()),
+        ]
+        for section in document["sections"]:
+            lines += [
+                "",
+                f"## {section['heading']}",
+                "",
+                _markdown_table(section["columns"], section["rows"]),
+            ]
+        if document["notes"]:
+            lines += ["", "## Notes", ""] + [f"- {note}" for note in document["notes"]]
+        return "\n".join(lines) + "\n"
+
+
+def _markdown_table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    header = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    return "\n".join([header, rule, *body])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
