@@ -68,12 +68,13 @@ promtool:
 	@command -v promtool >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get update -qq \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
-lint: $(VENV)/.requirements-dev
+# mypy checks bench/ too, so the linters get the benchmark tools.
+lint: $(VENV)/.requirements-bench
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-format: $(VENV)/.requirements-dev
+format: $(VENV)/.requirements-bench
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
