@@ -222,6 +222,8 @@ def served_node(
                 "--no-access-log",
                 "--ws-max-size",
                 "1048576",
+                "--ws-per-message-deflate",
+                "false",
                 "--no-proxy-headers",
                 "--workers",
                 str(workers),
