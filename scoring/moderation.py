@@ -137,19 +137,14 @@ def score_update_approve(
             )
             return ReviewOutcome(score_update=update, decision=decision, changed=True)
         if update.status == ScoreStatus.FLAGGED:
-            update.status = ScoreStatus.COUNTED
-            _review(update, ReviewDecision.APPROVED, moderator=moderator, at=now, reason=reason)
-            update.save(update_fields=[*_REVIEW_FIELDS, "status"])
-            decision = _decide(
+            return _status_decided(
+                update,
                 ModerationAction.APPROVE,
-                update=update,
+                status=ScoreStatus.COUNTED,
                 moderator=moderator,
-                previous_status=ScoreStatus.FLAGGED,
-                points=0,
                 reason=reason,
                 at=now,
             )
-            return ReviewOutcome(score_update=update, decision=decision, changed=True)
     raise DecisionConflict(_conflict_message(update, "approved"))
 
 
@@ -167,19 +162,14 @@ def score_update_reject(
         if update.status == ScoreStatus.REJECTED:
             return _unchanged(update, ModerationAction.REJECT)
         if update.status == ScoreStatus.HELD:
-            update.status = ScoreStatus.REJECTED
-            _review(update, ReviewDecision.REJECTED, moderator=moderator, at=now, reason=reason)
-            update.save(update_fields=[*_REVIEW_FIELDS, "status"])
-            decision = _decide(
+            return _status_decided(
+                update,
                 ModerationAction.REJECT,
-                update=update,
+                status=ScoreStatus.REJECTED,
                 moderator=moderator,
-                previous_status=ScoreStatus.HELD,
-                points=0,
                 reason=reason,
                 at=now,
             )
-            return ReviewOutcome(score_update=update, decision=decision, changed=True)
         if update.status in (ScoreStatus.COUNTED, ScoreStatus.FLAGGED):
             user = User.objects.get(pk=update.user_id)
             previous_status = update.status
@@ -261,6 +251,36 @@ def _review(
     update.reviewed_by = moderator
     update.reviewed_at = at
     update.review_reason = reason
+
+
+def _status_decided(
+    update: ScoreUpdate,
+    action: str,
+    *,
+    status: str,
+    moderator: User,
+    reason: str,
+    at: datetime,
+) -> ReviewOutcome:
+    """A decision that only moves the update to `status`, no points (approving a flagged
+    update, which already counted; rejecting a held one, which never did)."""
+    previous_status = update.status
+    update.status = status
+    review_decision = (
+        ReviewDecision.APPROVED if action == ModerationAction.APPROVE else ReviewDecision.REJECTED
+    )
+    _review(update, review_decision, moderator=moderator, at=at, reason=reason)
+    update.save(update_fields=[*_REVIEW_FIELDS, "status"])
+    decision = _decide(
+        action,
+        update=update,
+        moderator=moderator,
+        previous_status=previous_status,
+        points=0,
+        reason=reason,
+        at=at,
+    )
+    return ReviewOutcome(score_update=update, decision=decision, changed=True)
 
 
 def _decide(
