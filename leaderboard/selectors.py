@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,6 +59,15 @@ class FallbackBoard:
             _log_fallback(error)
             return self.fallback.total(key)
 
+    def ranks_for_scores(
+        self, key: BoardKey, scores: Sequence[int], *, user_id: uuid.UUID
+    ) -> list[int]:
+        try:
+            return self.primary.ranks_for_scores(key, scores, user_id=user_id)
+        except INDEX_UNAVAILABLE as error:
+            _log_fallback(error)
+            return self.fallback.ranks_for_scores(key, scores, user_id=user_id)
+
 
 _FALLBACK_LOG_INTERVAL_SECONDS = 10.0
 _fallback_logged_at = 0.0
@@ -77,6 +87,24 @@ def board_backend(database: str = DEFAULT_DB_ALIAS) -> Board:
     if settings.REDIS_URL:
         return FallbackBoard(primary=RedisBoard(), fallback=SqlBoard(database=database))
     return SqlBoard(database=database)
+
+
+def all_time_ranks(
+    *, user: User, scores: Sequence[int], board: str = DEFAULT_BOARD
+) -> list[int | None]:
+    """The all-time rank each of `scores` would give `user` on `board` (None for a total of
+    zero or less, or a player kept off the boards): what a score update records as its rank
+    before and after. Asked of the index, in O(log N), so the write path costs the same at
+    any board size; the database counts when the index cannot answer."""
+    if not user.is_on_leaderboards:
+        return [None] * len(scores)
+    positive = [score for score in scores if score > 0]
+    ranks = iter(
+        board_backend().ranks_for_scores(BoardKey(board=board), positive, user_id=user.pk)
+        if positive
+        else []
+    )
+    return [next(ranks) if score > 0 else None for score in scores]
 
 
 def board_key(

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts.models import Role, User
+from leaderboard.selectors import all_time_ranks
 from scoreboard.errors import ApplicationError
 from scoring import moderation
 from scoring.anomaly import ReasonCode
@@ -33,7 +34,6 @@ from scoring.models import (
     ScoreUpdate,
 )
 from scoring.periods import Period
-from scoring.selectors import rank_for_score
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -338,13 +338,7 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def player_panel(self, obj: ScoreUpdate) -> str:
         user = obj.user
         totals = moderation.user_current_totals(user_id=user.pk, board=obj.board)
-        rank = (
-            rank_for_score(
-                score=totals[Period.ALL_TIME], board=obj.board, excluding_user_id=user.pk
-            )
-            if user.is_on_leaderboards
-            else None
-        )
+        [rank] = all_time_ranks(user=user, scores=[totals[Period.ALL_TIME]], board=obj.board)
         return format_html(
             '<table data-testid="player-panel"><tbody>'
             "<tr><th>username</th><td>{}</td></tr>"

@@ -34,6 +34,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from accounts.models import Role, User
+from leaderboard.selectors import all_time_ranks
 from scoreboard import metrics
 from scoreboard.errors import Forbidden
 from scoring.exceptions import DecisionConflict, ScoreUpdateNotFound, UserNotFound
@@ -47,7 +48,6 @@ from scoring.models import (
     ScoreUpdate,
 )
 from scoring.periods import ALL_TIME_START, Period, period_starts
-from scoring.selectors import rank_for_score
 from scoring.services import score_committed_announce, score_totals_shift
 from scoring.signals import PeriodTotal
 
@@ -359,16 +359,10 @@ def _shift_totals(
             previous_score,
             -points,
         )
-    ranked = user.is_on_leaderboards
-    ranks = (
-        rank_for_score(score=previous_score, board=update.board, excluding_user_id=user.pk)
-        if ranked
-        else None,
-        rank_for_score(score=new_score, board=update.board, excluding_user_id=user.pk)
-        if ranked
-        else None,
+    previous_rank, new_rank = all_time_ranks(
+        user=user, scores=[previous_score, new_score], board=update.board
     )
-    return ShiftedTotals(totals, previous_score, new_score), ranks
+    return ShiftedTotals(totals, previous_score, new_score), (previous_rank, new_rank)
 
 
 def user_ban(*, user_id: uuid.UUID, moderator: User, reason: str = "") -> BanOutcome:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.selectors import user_signing_key
+from leaderboard.selectors import all_time_ranks
 from scoreboard import metrics
 from scoreboard.encryption import encrypt_text
 from scoreboard.errors import Forbidden
@@ -41,7 +42,6 @@ from scoring.periods import DEFAULT_BOARD, Period, period_starts
 from scoring.selectors import (
     action_active_by_type,
     completions_recent,
-    rank_for_score,
     score_total_all_time,
 )
 from scoring.signals import PeriodTotal, ScoreCommitted, announce_on_commit
@@ -275,7 +275,7 @@ def score_update_apply(
     """
     now = timezone.now()
     with transaction.atomic():
-        token = _consume_action_token(
+        spent = _consume_action_token(
             user=user,
             token=action_token,
             action_type=action_type,
@@ -283,7 +283,8 @@ def score_update_apply(
             score_increment=score_increment,
             now=now,
         )
-        assessment = _anomaly_assess(user=user, token=token, ip_address=ip_address, now=now)
+        token = spent.token
+        assessment = _anomaly_assess(user=user, spent=spent, ip_address=ip_address, now=now)
         counted = assessment.status != ScoreStatus.HELD
         totals: dict[str, PeriodTotal] | None = None
         if counted:
@@ -292,15 +293,11 @@ def score_update_apply(
             previous_score = new_score - token.points
         else:
             new_score = previous_score = score_total_all_time(user_id=user.pk)
-        ranked = user.is_on_leaderboards
-        previous_rank = (
-            rank_for_score(score=previous_score, excluding_user_id=user.pk) if ranked else None
-        )
-        new_rank = (
-            rank_for_score(score=new_score, excluding_user_id=user.pk)
-            if ranked and counted
-            else previous_rank
-        )
+        if counted:
+            previous_rank, new_rank = all_time_ranks(user=user, scores=[previous_score, new_score])
+        else:
+            [previous_rank] = all_time_ranks(user=user, scores=[previous_score])
+            new_rank = previous_rank
         score_update = ScoreUpdate.objects.create(
             user=user,
             board=DEFAULT_BOARD,
@@ -369,7 +366,7 @@ def score_committed_announce(
 
 
 def _anomaly_assess(
-    *, user: User, token: ActionToken, ip_address: str | None, now: datetime
+    *, user: User, spent: SpentToken, ip_address: str | None, now: datetime
 ) -> anomaly.Assessment:
     """Judge the update that spends `token` against the player's recent completions.
 
@@ -379,20 +376,16 @@ def _anomaly_assess(
     held up. Then one indexed query loads the history every rule needs.
     """
     config = anomaly.AnomalyConfig.from_settings()
-    action = token.action_type  # loaded with the token
-    limits = anomaly.ActionLimits(
-        min_duration_seconds=action.min_duration_seconds,
-        daily_cap_per_user=action.daily_cap_per_user,
-    )
+    token, limits = spent.token, spent.limits
     list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
     history = completions_recent(
         user_id=user.pk,
         since=config.history_start(now=now),
-        action_type=action.action_type,
+        action_type=token.action_type_id,
         same_type_since=config.same_type_start(now=now, action=limits),
     )
     update = anomaly.Completion(
-        action_type=action.action_type,
+        action_type=token.action_type_id,
         points=token.points,
         ip_address=ip_address,
         recorded_at=now,
@@ -400,6 +393,14 @@ def _anomaly_assess(
         issued_at=token.created_at,
     )
     return anomaly.assess(update, history, limits, config)
+
+
+@dataclass(frozen=True)
+class SpentToken:
+    """An action token just consumed, with the limits of its action."""
+
+    token: ActionToken
+    limits: anomaly.ActionLimits
 
 
 def _consume_action_token(
@@ -410,44 +411,82 @@ def _consume_action_token(
     action_id: uuid.UUID,
     score_increment: int,
     now: datetime,
-) -> ActionToken:
-    found = (
-        ActionToken.objects.select_related("action_type")
-        .filter(token_hash=hash_action_token(token))
-        .first()
+) -> SpentToken:
+    """Spend the token if it is this user's, unused, unexpired and issued for exactly this
+    action and increment: one conditional UPDATE … RETURNING, so of concurrent submissions
+    exactly one wins. Only when nothing matched is the token read again, to tell why."""
+    spent = _spend_token(
+        token_hash=hash_action_token(token),
+        user=user,
+        action_type=action_type,
+        action_id=action_id,
+        points=score_increment,
+        now=now,
     )
+    if spent is not None:
+        return spent
+    found = ActionToken.objects.filter(token_hash=hash_action_token(token)).first()
     # Another player's token is reported like an unknown one: nothing is revealed about it.
     if found is None or found.user_id != user.pk:
         metrics.action_token_rejected("unknown")
         raise InvalidActionToken()
-    if found.used_at is not None or not found.is_valid:
-        metrics.action_token_rejected("used")
-        raise InvalidActionToken(
-            "Action token was already used.", security_event="action_token_reuse"
-        )
-    if found.expires_at <= now:
+    if found.expires_at <= now and found.used_at is None and found.is_valid:
         metrics.action_token_rejected("expired")
         raise InvalidActionToken("Action token has expired.")
-    if (
-        found.action_id != action_id
-        or found.action_type_id != action_type
-        or found.points != score_increment
-    ):
+    if found.used_at is None and found.is_valid:
         metrics.action_token_rejected("mismatch")
         raise InvalidActionToken(
             "Action token was issued for another action, type or score increment."
         )
-    consumed = ActionToken.objects.filter(
-        pk=found.pk, used_at__isnull=True, is_valid=True, expires_at__gt=now
-    ).update(used_at=now, is_valid=False)
-    if consumed != 1:
-        metrics.action_token_rejected("used")
-        raise InvalidActionToken(
-            "Action token was already used.", security_event="action_token_reuse"
-        )
-    found.used_at = now
-    found.is_valid = False
-    return found
+    metrics.action_token_rejected("used")
+    raise InvalidActionToken("Action token was already used.", security_event="action_token_reuse")
+
+
+def _spend_token(
+    *,
+    token_hash: str,
+    user: User,
+    action_type: str,
+    action_id: uuid.UUID,
+    points: int,
+    now: datetime,
+) -> SpentToken | None:
+    table = connection.ops.quote_name(ActionToken._meta.db_table)
+    actions = connection.ops.quote_name(Action._meta.db_table)
+    at = connection.ops.adapt_datetimefield_value(now)
+    uuid_field = ActionToken._meta.get_field("action_id")
+    sql = (
+        f"UPDATE {table} SET used_at = %s, is_valid = %s "  # noqa: S608
+        "WHERE token_hash = %s AND user_id = %s AND action_type = %s AND action_id = %s "
+        "AND points = %s AND used_at IS NULL AND is_valid AND expires_at > %s "
+        "RETURNING *, "
+        f"(SELECT min_duration_seconds FROM {actions} a WHERE a.action_type = {table}.action_type)"
+        " AS action_min_duration_seconds, "
+        f"(SELECT daily_cap_per_user FROM {actions} a WHERE a.action_type = {table}.action_type)"
+        " AS action_daily_cap_per_user"
+    )
+    params = [
+        at,
+        False,
+        token_hash,
+        User._meta.pk.get_db_prep_value(user.pk, connection),
+        action_type,
+        uuid_field.get_db_prep_value(action_id, connection),
+        points,
+        at,
+    ]
+    # A raw queryset converts the returned columns as the model's fields would.
+    spent = next(iter(ActionToken.objects.raw(sql, params)), None)
+    if spent is None:
+        return None
+    returned = vars(spent)  # the action's columns arrive as attributes of the token
+    return SpentToken(
+        token=spent,
+        limits=anomaly.ActionLimits(
+            min_duration_seconds=returned["action_min_duration_seconds"],
+            daily_cap_per_user=returned["action_daily_cap_per_user"],
+        ),
+    )
 
 
 def score_totals_add(

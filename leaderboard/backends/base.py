@@ -57,6 +57,13 @@ class Board(Protocol):
         """How many entries the board has."""
         ...
 
+    def ranks_for_scores(
+        self, key: BoardKey, scores: Sequence[int], *, user_id: uuid.UUID
+    ) -> list[int]:
+        """The rank each score would give `user_id`: 1 + the other entries strictly above
+        it, whatever the board holds for the user meanwhile."""
+        ...
+
 
 def ranked(
     entries: Sequence[tuple[uuid.UUID, int, datetime]], *, first_rank: int, offset: int

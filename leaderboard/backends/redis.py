@@ -16,7 +16,7 @@ database until `rebuild_leaderboards` (or the reconcile loop) has run.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -120,6 +120,25 @@ local score = redis.call('ZSCORE', KEYS[1], member)
 return {index, score, member, redis.call('ZCOUNT', KEYS[1], '(' .. score, '+inf')}
 """
 
+# KEYS: set, members hash, built marker. ARGV: user id, scores. Returns nil when not built,
+# else for each score the number of entries strictly above it, the user's own not counted.
+_COUNT_ABOVE = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+local own = nil
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  local member = string.sub(held, 1, string.find(held, '|', 1, true) - 1)
+  own = tonumber(redis.call('ZSCORE', KEYS[1], member))
+end
+local counts = {}
+for i = 2, #ARGV do
+  local above = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[i], '+inf')
+  if own and own > tonumber(ARGV[i]) then above = above - 1 end
+  counts[#counts + 1] = above
+end
+return counts
+"""
+
 # KEYS: set, built marker. Returns nil when not built, else the number of entries.
 _TOTAL = """
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
@@ -149,6 +168,7 @@ class RedisBoard:
         self._page = self.client.register_script(_PAGE)
         self._position = self.client.register_script(_POSITION)
         self._total = self.client.register_script(_TOTAL)
+        self._count_above = self.client.register_script(_COUNT_ABOVE)
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -190,6 +210,17 @@ class RedisBoard:
         if reply is None:
             raise IndexNotReady(key.board)
         return int(reply)
+
+    def ranks_for_scores(
+        self, key: BoardKey, scores: Sequence[int], *, user_id: uuid.UUID
+    ) -> list[int]:
+        reply = self._count_above(
+            keys=[set_key(key), members_key(key), built_key(key.board)],
+            args=[user_id.hex, *scores],
+        )
+        if reply is None:
+            raise IndexNotReady(key.board)
+        return [1 + int(above) for above in reply]
 
     # --- writes -----------------------------------------------------------------------------
 

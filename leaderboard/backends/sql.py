@@ -5,6 +5,7 @@ entries above, which grows with the rank (the Redis backend answers in O(log N))
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Q, QuerySet
@@ -62,3 +63,9 @@ class SqlBoard:
 
     def total(self, key: BoardKey) -> int:
         return board_entries(key, database=self.database).count()
+
+    def ranks_for_scores(
+        self, key: BoardKey, scores: Sequence[int], *, user_id: uuid.UUID
+    ) -> list[int]:
+        others = board_entries(key, database=self.database).exclude(user_id=user_id)
+        return [1 + others.filter(score__gt=score).count() for score in scores]

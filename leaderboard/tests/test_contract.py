@@ -191,9 +191,10 @@ def _event(user: Any, totals: Any) -> ScoreCommitted:
     ),
     offset=st.integers(0, 12),
     limit=st.integers(1, 12),
+    probes=st.lists(st.integers(min_value=1, max_value=2**53 - 1), max_size=3),
 )
 def test_any_board_matches_the_oracle(
-    boards: Boards, scores: list[tuple[int, int]], offset: int, limit: int
+    boards: Boards, scores: list[tuple[int, int]], offset: int, limit: int, probes: list[int]
 ) -> None:
     ScoreTotal.objects.all().delete()
     rows = []
@@ -210,6 +211,25 @@ def test_any_board_matches_the_oracle(
     assert board.total(ALL_TIME) == len(expected)
     for index, entry in enumerate(expected):
         assert board.position(ALL_TIME, entry.user_id) == Position(index=index, standing=entry)
+        asked = [entry.score, *probes]
+        others = [other.score for other in expected if other.user_id != entry.user_id]
+        assert board.ranks_for_scores(ALL_TIME, asked, user_id=entry.user_id) == [
+            1 + sum(score > probe for score in others) for probe in asked
+        ]
+
+
+def test_a_rank_asked_for_ignores_what_the_board_still_holds_for_the_player(
+    boards: Boards,
+) -> None:
+    """A score update asks for its ranks before the index has its new total: the player's
+    own entry, higher or lower, never counts as someone above them."""
+    a, b = boards.player(), boards.player()
+    boards.total(a, 100)
+    boards.total(b, 60)
+    board = boards.board()
+    boards.total(a, 50, reached_at=T0 + LATER)  # in the database, not yet in the index
+
+    assert board.ranks_for_scores(ALL_TIME, [100, 60, 50, 20], user_id=a.pk) == [1, 1, 2, 2]
 
 
 @pytest.mark.parametrize(

@@ -645,9 +645,10 @@ def apply_fresh_token(player: Player, game_server: GameServerKey) -> Any:
 def test_the_rules_add_two_queries_to_a_counted_update(
     player: Player, game_server: GameServerKey, make_player: Any
 ) -> None:
-    # Savepoint, token read (with its action), token spend, player lock, history, totals
-    # upsert, rank before, rank after, audit insert, savepoint release. Before the rules:
-    # the same without the lock and the history (8).
+    # Savepoint, token spend (returning its action's limits), player lock, history, totals
+    # upsert, rank before, rank after (the SQL board; the Redis index answers ranks without
+    # the database), audit insert, savepoint release. Before the rules: the same without the
+    # lock and the history (7).
     rival = make_player(username="Rival", email="rival@example.com")
     score(rival, game_server, ip=THIRD_IP)
     score(player, game_server, "COMPLETE_QUEST")
@@ -659,7 +660,7 @@ def test_the_rules_add_two_queries_to_a_counted_update(
         applied = apply()
 
     assert applied.score_update.status == ScoreStatus.COUNTED
-    assert len(queries) == 10, [query["sql"] for query in queries]
+    assert len(queries) == 9, [query["sql"] for query in queries]
     history = [query["sql"] for query in queries if "scoring_scoreupdate" in query["sql"]]
     assert len(history) == 2  # the history read and the audit insert
 
@@ -674,7 +675,7 @@ def test_a_held_update_costs_no_more_than_a_counted_one(
     with CaptureQueriesContext(connection) as queries:
         applied = apply()
 
-    # Savepoint, token read, token spend, player lock, history, current total, rank, audit
-    # insert, savepoint release.
+    # Savepoint, token spend, player lock, history, current total, rank, audit insert,
+    # savepoint release.
     assert applied.is_held
-    assert len(queries) == 9, [query["sql"] for query in queries]
+    assert len(queries) == 8, [query["sql"] for query in queries]
