@@ -7,6 +7,10 @@ be active and not have changed their password since the token was issued.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework_simplejwt import authentication
@@ -17,11 +21,43 @@ from accounts.models import User
 from accounts.selectors import user_for_token
 from scoreboard.errors import TokenExpired, Unauthorized
 
+VERIFIED_TOKENS_KEPT = 10_000
+
+
+class VerifiedTokens:
+    """Access tokens this process has verified, each kept until it expires: a client sends
+    the same token with every request for its whole lifetime, and checking its signature
+    and claims again each time is pure cost. Only the verification is kept; the user is
+    still read for every request, so a ban or a password change takes effect at once."""
+
+    def __init__(self, size: int = VERIFIED_TOKENS_KEPT) -> None:
+        self.size = size
+        self._tokens: OrderedDict[bytes, tuple[float, AccessToken]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, raw_token: bytes) -> AccessToken:
+        now = time.time()
+        with self._lock:
+            kept = self._tokens.get(raw_token)
+            if kept is not None and kept[0] > now:
+                self._tokens.move_to_end(raw_token)
+                return kept[1]
+        token = AccessToken(raw_token)  # type: ignore[arg-type]
+        with self._lock:
+            self._tokens[raw_token] = (float(token["exp"]), token)
+            self._tokens.move_to_end(raw_token)
+            while len(self._tokens) > self.size:
+                self._tokens.popitem(last=False)
+        return token
+
+
+verified_tokens = VerifiedTokens()
+
 
 class JWTAuthentication(authentication.JWTAuthentication):
     def get_validated_token(self, raw_token: bytes) -> Token:
         try:
-            return AccessToken(raw_token)  # type: ignore[arg-type]
+            return verified_tokens.get(raw_token)
         except ExpiredTokenError:
             raise TokenExpired() from None
         except TokenError:

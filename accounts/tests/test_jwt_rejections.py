@@ -12,7 +12,9 @@ import jwt
 import pytest
 from rest_framework import status
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.exceptions import ExpiredTokenError
 
+from accounts.authentication import VerifiedTokens
 from accounts.models import User
 from accounts.services import token_pair_for_credentials
 from accounts.tests.helpers import DROP, ME_URL, assert_error, decode_jwt, signed_jwt
@@ -237,3 +239,44 @@ def test_error_replaces_an_unsafe_incoming_request_id(api_client: APIClient) -> 
     # then a fresh id is used, the same in the body and the header
     assert response["X-Request-ID"] != "bad id\twith spaces"
     assert_rejected(response, NOT_PROVIDED)
+
+
+def test_a_token_already_accepted_is_refused_once_its_user_is_banned_or_repassworded(
+    api_client: APIClient, user: User
+) -> None:
+    # given a token this process has verified (and keeps verified)
+    access = pair_for(user).access
+    assert get_me(api_client, f"Bearer {access}").status_code == status.HTTP_200_OK
+
+    # when the user is banned, then the same token is refused at once
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert_rejected(get_me(api_client, f"Bearer {access}"), REJECTED)
+
+    # and after reinstatement and a password change too
+    User.objects.filter(pk=user.pk).update(is_active=True)
+    user.set_password("a different long passphrase")
+    user.save(update_fields=["password"])
+    assert_rejected(get_me(api_client, f"Bearer {access}"), REJECTED)
+
+
+def test_a_kept_verification_ends_with_the_token_and_the_oldest_make_room(
+    user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = VerifiedTokens(size=2)
+    first, second, third = (pair_for(user).access.encode() for _ in range(3))
+
+    verified_first = kept.get(first)
+    assert kept.get(first) is verified_first  # verified once, then kept
+    verified_second = kept.get(second)
+    kept.get(third)  # evicts `first`, the least recently used
+    assert kept.get(second) is verified_second
+    assert kept.get(first) is not verified_first
+
+    # past its expiry a kept token is not served: it is verified afresh (and refused)
+    lifetime = decode_jwt(second.decode())["exp"] - time.time()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + lifetime + 1)
+    assert kept.get(second) is not verified_second
+    expired = signed_jwt({**decode_jwt(pair_for(user).access), "exp": int(real_time()) - 1})
+    with pytest.raises(ExpiredTokenError):
+        kept.get(expired.encode())
