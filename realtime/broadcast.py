@@ -116,12 +116,27 @@ def change_frames(
     return frames
 
 
+def flush_tick_ms() -> int:
+    """How often each node with listeners looks for changed channels: a twentieth of the
+    interval, between 10 and 50 ms. A change waits at most this long for its leading edge."""
+    return min(max(settings.SCOREBOARD_BROADCAST_INTERVAL_MS // 20, 10), 50)
+
+
+def publication_gate_ms() -> int:
+    """How long a claim closes its channel: the interval less one flush tick. A change that
+    arrives one interval after the last is then claimed by the first tick after it, instead
+    of by the first tick after the last claim's gate; with a full-interval gate each of those
+    waits would add to the next, and a steady stream of one change per interval would drift
+    up to a whole interval behind."""
+    return settings.SCOREBOARD_BROADCAST_INTERVAL_MS - flush_tick_ms()
+
+
 def flush_changed_channels() -> list[tuple[LiveChannel, Batch]]:
-    """Claim the changed channels whose interval has passed (cluster-wide) and build what
-    each publishes. A board that did not change publishes nothing and takes no `seq`."""
+    """Claim the changed channels whose gate is open (cluster-wide) and build what each
+    publishes. A board that did not change publishes nothing and takes no `seq`."""
     state = broadcast_state()
     publications = []
-    for claim in state.claim_due(settings.SCOREBOARD_BROADCAST_INTERVAL_MS):
+    for claim in state.claim_due(publication_gate_ms()):
         channel = live_channel(claim.channel)
         if channel is None:
             continue

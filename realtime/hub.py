@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from realtime.boards import LiveChannel
-from realtime.broadcast import flush_changed_channels, mark_new_buckets
+from realtime.broadcast import flush_changed_channels, flush_tick_ms, mark_new_buckets
 from realtime.frames import Batch
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ class Hub:
                 self.dispatch(Batch.from_message(message))
 
     async def _flush_forever(self) -> None:
-        interval = settings.SCOREBOARD_BROADCAST_INTERVAL_MS / 1000
-        tick = min(max(interval / 4, 0.05), 0.25)
+        tick = flush_tick_ms() / 1000
         checked_at = timezone.now()
         while True:
             await asyncio.sleep(tick)

@@ -42,7 +42,8 @@ class BroadcastState(Protocol):
     def mark_dirty(self, channels: list[str], *, marked_at: float | None = None) -> None:
         """Mark channels changed, at `marked_at` (default: now) unless already marked."""
 
-    def claim_due(self, interval_ms: int) -> list[Claim]: ...
+    def claim_due(self, gate_ms: int) -> list[Claim]:
+        """Claim the changed channels whose gate is open, closing it for `gate_ms`."""
 
     def commit(self, claim: Claim, board_json: str) -> int | None: ...
 
@@ -68,14 +69,14 @@ class LocalBroadcastState:
             for channel in channels:
                 self._dirty.setdefault(channel, at)
 
-    def claim_due(self, interval_ms: int) -> list[Claim]:
+    def claim_due(self, gate_ms: int) -> list[Claim]:
         now = time.monotonic()
         claims = []
         with self._lock:
             for channel in sorted(self._dirty):
                 if self._gate_until.get(channel, 0.0) > now:
                     continue
-                self._gate_until[channel] = now + interval_ms / 1000
+                self._gate_until[channel] = now + gate_ms / 1000
                 marked_at = self._dirty.pop(channel)
                 claim_id = str(next(self._claim_ids))
                 self._claims[channel] = claim_id
@@ -103,7 +104,7 @@ for i = 2, #ARGV do
 end
 """
 
-# KEYS: the dirty hash. ARGV: key prefix, interval in ms, claim id.
+# KEYS: the dirty hash. ARGV: key prefix, gate in ms, claim id.
 # Returns a flat list: channel, first mark, previous board or false, channel, ...
 _CLAIM_DUE = """
 local claimed = {}
@@ -152,11 +153,9 @@ class RedisBroadcastState:
             at_ms = round((time.time() if marked_at is None else marked_at) * 1000)
             self._mark_dirty(keys=[self._dirty_key()], args=[at_ms, *channels])
 
-    def claim_due(self, interval_ms: int) -> list[Claim]:
+    def claim_due(self, gate_ms: int) -> list[Claim]:
         claim_id = uuid.uuid4().hex
-        reply = self._claim_due(
-            keys=[self._dirty_key()], args=[self._base(), interval_ms, claim_id]
-        )
+        reply = self._claim_due(keys=[self._dirty_key()], args=[self._base(), gate_ms, claim_id])
         return [
             Claim(
                 as_text(channel),

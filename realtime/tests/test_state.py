@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from realtime.broadcast import flush_tick_ms, publication_gate_ms
 from realtime.state import BroadcastState, LocalBroadcastState, RedisBroadcastState
 
 INTERVAL_MS = 200
@@ -41,6 +42,28 @@ def test_a_changed_channel_is_claimed_once_per_interval_and_its_trailing_change_
     time.sleep(INTERVAL_MS / 1000 + 0.05)
     assert [claim.channel for claim in state.claim_due(INTERVAL_MS)] == ["leaderboard.top10"]
     assert state.claim_due(INTERVAL_MS) == []
+
+
+def test_one_change_per_interval_is_claimed_as_it_comes_and_never_drifts_behind(
+    new_state: Callable[[], BroadcastState], settings: Any
+) -> None:
+    """Each change comes one interval after the one before and is claimed half a tick late,
+    as a node's flush finds it. The gate has opened again by the next change, so the
+    lateness does not add up from one change to the next."""
+    settings.SCOREBOARD_BROADCAST_INTERVAL_MS = 400
+    state = new_state()
+    late = flush_tick_ms() / 2000
+    for _ in range(3):
+        state.mark_dirty(["leaderboard.top10"])
+        time.sleep(late)
+        assert [claim.channel for claim in state.claim_due(publication_gate_ms())] == [
+            "leaderboard.top10"
+        ]
+        time.sleep(settings.SCOREBOARD_BROADCAST_INTERVAL_MS / 1000 - late)
+    state.mark_dirty(["leaderboard.top10"])
+    assert [claim.channel for claim in state.claim_due(publication_gate_ms())] == [
+        "leaderboard.top10"
+    ]
 
 
 def test_seq_grows_by_one_per_publication_and_the_last_board_comes_with_the_next_claim(
