@@ -132,6 +132,8 @@ def start_server(
     server_processes: dict[str, subprocess.Popen[bytes]],
 ) -> Iterator[Callable[..., str]]:
     """Start the real ASGI app under uvicorn on a free loopback port; returns its base URL.
+    With `wsgi=True`, the WSGI app under gunicorn instead, as the production API nodes run it
+    (docker/gunicorn.conf.py, two workers unless GUNICORN_WORKERS says otherwise).
 
     The process gets production-like settings (DEBUG off), a SQLite file of its own unless
     the given environment names a database, and is stopped by its PID at teardown.
@@ -142,7 +144,7 @@ def start_server(
     import urllib.request
     from pathlib import Path
 
-    def start(log_path: Path | None = None, **env: str) -> str:
+    def start(log_path: Path | None = None, *, wsgi: bool = False, **env: str) -> str:
         """`env` overrides the process's environment; its output goes to `log_path` if given."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -157,25 +159,25 @@ def start_server(
             "SCOREBOARD_ENCRYPTION_KEY": "test-encryption-" + "z" * 40,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('server')}/db.sqlite3",
+            **({"GUNICORN_WORKERS": "2"} if wsgi else {}),
             **env,
         }
+        root = Path(__file__).resolve().parent
+        if wsgi:
+            server = ["gunicorn", "--config", str(root / "docker" / "gunicorn.conf.py")]
+            server += ["--bind", f"127.0.0.1:{port}"]
+        else:
+            server = ["uvicorn", "scoreboard.asgi:application", "--host", "127.0.0.1"]
+            server += ["--port", str(port), "--no-access-log"]
         with open(log_path or os.devnull, "ab") as output:  # the child keeps its own handle
             process = subprocess.Popen(  # noqa: S603
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "scoreboard.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-access-log",
-                ],
-                cwd=Path(__file__).resolve().parent,
+                [sys.executable, "-m", *server],
+                cwd=root,
                 env=process_env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # gunicorn's workers are its children: one process group, to kill the node whole.
+                start_new_session=wsgi,
             )
         base_url = f"http://127.0.0.1:{port}"
         server_processes[base_url] = process

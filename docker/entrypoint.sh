@@ -1,6 +1,6 @@
 #!/bin/sh
-# The image's entry point: prepares the container, then becomes its command (uvicorn, or a
-# manage.py command), which thus receives `docker stop`'s SIGTERM itself.
+# The image's entry point: prepares the container, then becomes its command (gunicorn, uvicorn or
+# a manage.py command), which thus receives `docker stop`'s SIGTERM itself.
 set -eu
 
 # prometheus_client's multi-process mode keeps each process's metrics in files there; files

@@ -363,6 +363,10 @@ LOGGING = {
         # Our request line replaces uvicorn's access log (configuring "uvicorn" above would
         # otherwise re-enable it under `--no-access-log`).
         "uvicorn.access": {"handlers": [], "propagate": False},
+        # gunicorn's own lines and access log likewise: docker/gunicorn.conf.py hands this
+        # whole dict to gunicorn, which configures its logging before Django starts.
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
         # Python warnings (Django routes them to logging) in the same format, not Django's.
         "py.warnings": {"handlers": ["console"], "propagate": False},
     },

@@ -1,4 +1,5 @@
-"""WSGI entry point, for deployments that serve the REST API from WSGI workers."""
+"""WSGI entry point: the API nodes serve the REST API from gunicorn's workers with it
+(docker/gunicorn.conf.py); the live channels need the ASGI application (scoreboard/asgi.py)."""
 
 import os
 

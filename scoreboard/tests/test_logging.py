@@ -229,11 +229,14 @@ def test_development_logs_are_text_unless_json_is_asked_for(tmp_path: Any) -> No
     assert json.loads(as_json.splitlines()[-1])["request_id"] == "json-1"
 
 
+# Both servers of production: uvicorn (the live nodes, and `make serve`) and gunicorn with
+# docker/gunicorn.conf.py (the API nodes), each with its own logger for its own lines.
+@pytest.mark.parametrize(("wsgi", "server_logger"), [(False, "uvicorn"), (True, "gunicorn")])
 def test_a_served_node_logs_only_json_lines_and_one_line_per_request(
-    tmp_path: Path, start_server: Callable[..., str]
+    tmp_path: Path, start_server: Callable[..., str], wsgi: bool, server_logger: str
 ) -> None:
     log_path = tmp_path / "node.log"
-    base_url = start_server(log_path=log_path)  # waits for /healthz to answer
+    base_url = start_server(log_path=log_path, wsgi=wsgi)  # waits for /healthz to answer
     request = urllib.request.Request(  # noqa: S310
         f"{base_url}/healthz", headers={"X-Request-ID": "served-1"}
     )
@@ -245,8 +248,8 @@ def test_a_served_node_logs_only_json_lines_and_one_line_per_request(
         time.sleep(0.05)
     entries = [json.loads(line) for line in log_path.read_text().splitlines()]
     loggers = {entry["logger"] for entry in entries}
-    assert "uvicorn.error" in loggers  # uvicorn's own lines are JSON too...
-    assert "uvicorn.access" not in loggers  # ...and its access log does not repeat ours
+    assert f"{server_logger}.error" in loggers  # the server's own lines are JSON too...
+    assert f"{server_logger}.access" not in loggers  # ...and its access log does not repeat ours
     assert not any("color_message" in entry for entry in entries)
     [line] = [entry for entry in entries if entry.get("request_id") == "served-1"]
     assert (line["logger"], line["route"], line["status"]) == (

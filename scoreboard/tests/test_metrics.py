@@ -391,12 +391,16 @@ def test_every_alert_reads_series_that_metrics_exports(scrape: Callable[[], Samp
             assert series in exported or family in exported, (rule["alert"], series)
 
 
-def test_prometheus_scrapes_both_nodes_with_the_token_file_and_loads_the_alerts() -> None:
+def test_prometheus_scrapes_every_node_with_the_token_file_and_loads_the_alerts() -> None:
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
     nodes, reconcile = config["scrape_configs"]
     assert nodes["metrics_path"] == "/metrics"
-    assert nodes["static_configs"] == [{"targets": ["app1:8000", "app2:8000"]}]
+    # The compose file's API nodes (gunicorn) and live nodes (uvicorn), each on its port.
+    assert nodes["static_configs"] == [
+        {"targets": ["api1:8000", "api2:8000"], "labels": {"role": "api"}},
+        {"targets": ["live1:8001", "live2:8001"], "labels": {"role": "live"}},
+    ]
     assert nodes["authorization"]["type"] == "Bearer"
     assert nodes["authorization"]["credentials_file"]
     # The reconcile loop's own port (compose's `reconcile --metrics-port 9100`).

@@ -1,11 +1,13 @@
-"""nginx in front of two app nodes: the committed load balancer (docker/nginx/) at work.
+"""nginx in front of both kinds of node: the committed load balancer (docker/nginx/) at work.
 
 Debian's nginx runs docker/nginx/scoreboard.conf itself. Around it, this test writes what a
 deployment provides: a top-level nginx.conf (pid, logs and temporary files under tmp_path,
-listening on a free loopback port) and the list of nodes, which is docker/nginx/upstream.conf
-with the compose service names replaced by the two nodes' loopback addresses. The nodes are the
-cluster tests' (realtime/tests/cluster.py): one PostgreSQL database and one Redis, in both CI
-passes. Without nginx the tests skip, and fail under CI=true (`make test` installs it).
+listening on a free loopback port) and the lists of nodes, which are docker/nginx/upstream-api.conf
+and upstream-live.conf with the compose service names replaced by loopback addresses. Behind it
+run two API nodes, the WSGI app under gunicorn with docker/gunicorn.conf.py, and two live nodes,
+the ASGI app under uvicorn, as in docker/compose.yaml, on the cluster tests' services
+(realtime/tests/cluster.py): one PostgreSQL database and one Redis, in both CI passes. Without
+nginx the tests skip, and fail under CI=true (`make test` installs it).
 
 Which node answered a request comes from nginx's access log (JSON lines with the upstream's
 address and the request id).
@@ -17,12 +19,15 @@ import asyncio
 import getpass
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -40,17 +45,22 @@ from realtime.tests.cluster import (
     EventStream,
     Node,
     Template,
-    start_nodes,
 )
-from scoreboard.tests.served import ROOT
+from scoreboard.tests.metric_samples import parse_scrape, sample
+from scoreboard.tests.served import ROOT, manage
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 T = TypeVar("T")
 
 NGINX_DIR = ROOT / "docker" / "nginx"
-# The compose service names in docker/nginx/upstream.conf, replaced by the nodes' addresses.
-COMPOSE_NODES = ("app1:8000", "app2:8000")
+# The compose service names in docker/nginx/'s node lists, replaced by the nodes' addresses.
+COMPOSE_NODES = {
+    "upstream-api.conf": ("api1:8000", "api2:8000"),
+    "upstream-live.conf": ("live1:8001", "live2:8001"),
+}
+LIVE_PATHS = ("/ws/leaderboard", "/api/v1/leaderboard/stream")
+METRICS_TOKEN = "nginx-test-metrics-" + "m" * 20
 BODY_LIMIT = 64 * 1024
 # A client on another loopback address than nginx's, which claims to forward for someone else.
 CLIENT_ADDRESS = "127.0.0.2"
@@ -113,7 +123,9 @@ class ForgingClient(Node):
 @dataclass
 class Edge:
     nginx: Node  # called like a node
-    cluster: Cluster  # the nodes behind it (a, b) and the clients' flows
+    api: tuple[Node, Node]  # gunicorn
+    live: tuple[Node, Node]  # uvicorn
+    cluster: Cluster  # the clients' flows (its nodes a and b are the live nodes)
     access_log: Path
     database_url: str
     processes: dict[str, subprocess.Popen[bytes]]  # of the nodes, by base URL
@@ -122,13 +134,17 @@ class Edge:
         """How nginx names `node` in its log."""
         return urllib.parse.urlsplit(node.base_url).netloc
 
+    def addresses(self, nodes: tuple[Node, Node]) -> set[str]:
+        return {self.address(node) for node in nodes}
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
     def log_entry(self, request_id: str) -> dict[str, Any]:
         """The access log's line for the request with this X-Request-ID, once written."""
 
         def entry() -> dict[str, Any] | None:
-            lines = self.access_log.read_text().splitlines()
-            entries = [json.loads(line) for line in lines]
-            return next((e for e in entries if e["request_id"] == request_id), None)
+            return next((e for e in self.log_entries() if e["request_id"] == request_id), None)
 
         return self.wait_for(entry, f"an access log line for {request_id}")
 
@@ -143,8 +159,12 @@ class Edge:
         return status, json.loads(body)
 
     def kill(self, node: Node) -> None:
+        """Kill the node without a word: gunicorn with its workers (its process group)."""
         process = self.processes[node.base_url]
-        process.kill()
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
         process.wait(timeout=10)
 
     def wait_for(self, check: Callable[[], T | None], what: str) -> T:
@@ -156,8 +176,12 @@ class Edge:
         return result
 
     def logs(self) -> str:
-        error_log = Path(self.nginx.log_path).read_text(errors="replace").splitlines()[-40:]
-        return self.cluster.logs() + "\n---- nginx error log ----\n" + "\n".join(error_log)
+        tails = [
+            f"---- {node.name} ({node.base_url}), last lines ----\n"
+            + "\n".join(node.log_path.read_text(errors="replace").splitlines()[-40:])
+            for node in (*self.api, *self.live, self.nginx)
+        ]
+        return "\n".join(tails)
 
 
 @pytest.fixture(scope="session")
@@ -174,15 +198,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def nginx_config(folder: Path, nodes: list[str]) -> tuple[Path, int]:
-    """The top-level nginx.conf around the committed scoreboard.conf, and its port."""
-    upstreams = (NGINX_DIR / "upstream.conf").read_text()
-    for service, address in zip(COMPOSE_NODES, nodes, strict=True):
-        assert service in upstreams, f"docker/nginx/upstream.conf no longer names {service}"
-        upstreams = upstreams.replace(service, address)
-    port = free_port()
+def nginx_config(folder: Path, nodes: dict[str, tuple[Node, Node]]) -> tuple[Path, int]:
+    """The top-level nginx.conf around the committed scoreboard.conf, and its port. `nodes`
+    replace the compose services of each node list (file name) of docker/nginx/."""
     (folder / "scoreboard").mkdir(parents=True)
-    (folder / "scoreboard" / "upstream.conf").write_text(upstreams)
+    for name, services in COMPOSE_NODES.items():
+        upstreams = (NGINX_DIR / name).read_text()
+        for service, node in zip(services, nodes[name], strict=True):
+            assert service in upstreams, f"docker/nginx/{name} no longer names {service}"
+            upstreams = upstreams.replace(service, urllib.parse.urlsplit(node.base_url).netloc)
+        (folder / "scoreboard" / name).write_text(upstreams)
+    port = free_port()
     (folder / "scoreboard" / "listen.conf").write_text(f"listen 127.0.0.1:{port};\n")
     temp_paths = "\n".join(
         f"    {kind}_temp_path {folder / kind};"
@@ -211,6 +237,37 @@ http {{
     return config, port
 
 
+def start_edge_nodes(
+    start_server: Callable[..., str], env: dict[str, str], log_dir: Path
+) -> tuple[tuple[Node, Node], tuple[Node, Node]]:
+    """API nodes api-a and api-b (gunicorn, each with a metrics directory of its own for its
+    workers, as compose gives each container) and live nodes live-a and live-b (uvicorn),
+    started side by side while the Redis board index is built. Each logs to
+    `log_dir`/<name>.log."""
+    names = ("api-a", "api-b", "live-a", "live-b")
+    with ThreadPoolExecutor(max_workers=len(names) + 1) as pool:
+        index = pool.submit(manage, env, "rebuild_leaderboards")
+        started = {}
+        for name in names:
+            wsgi = name.startswith("api")
+            node_env = dict(env)
+            if wsgi:
+                metrics_dir = log_dir / f"{name}-metrics"
+                metrics_dir.mkdir()
+                node_env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+            log_path = log_dir / f"{name}.log"
+            started[name] = pool.submit(start_server, log_path=log_path, wsgi=wsgi, **node_env)
+        index.result()
+        nodes = []
+        for name, url in started.items():
+            log_path = log_dir / f"{name}.log"
+            try:
+                nodes.append(Node(name, url.result(), log_path))
+            except RuntimeError as error:
+                pytest.fail(f"node {name}: {error}\n{log_path.read_text(errors='replace')}")
+    return (nodes[0], nodes[1]), (nodes[2], nodes[3])
+
+
 @pytest.fixture
 def edge(
     nginx_binary: str,
@@ -220,11 +277,17 @@ def edge(
     server_processes: dict[str, subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> Iterator[Edge]:
-    """nginx on a free loopback port in front of two nodes; stopped by its PID afterwards."""
-    env = {**NODE_SETTINGS, **cluster_services, "SCOREBOARD_TRUSTED_PROXIES": TRUSTED_PROXIES}
-    a, b = start_nodes(start_server, env, tmp_path)
+    """nginx on a free loopback port in front of two API nodes and two live nodes; stopped by
+    its PID afterwards."""
+    env = {
+        **NODE_SETTINGS,
+        **cluster_services,
+        "SCOREBOARD_TRUSTED_PROXIES": TRUSTED_PROXIES,
+        "SCOREBOARD_METRICS_TOKEN": METRICS_TOKEN,
+    }
+    api, live = start_edge_nodes(start_server, env, tmp_path)
     folder = tmp_path / "nginx"
-    config, port = nginx_config(folder, [urllib.parse.urlsplit(n.base_url).netloc for n in (a, b)])
+    config, port = nginx_config(folder, {"upstream-api.conf": api, "upstream-live.conf": live})
     error_log = folder / "error.log"
     with open(folder / "output.log", "ab") as output:
         process = subprocess.Popen(  # noqa: S603
@@ -232,9 +295,11 @@ def edge(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    cluster = Cluster(a, b, cluster_template.key_id, cluster_template.secret)
+    cluster = Cluster(*live, cluster_template.key_id, cluster_template.secret)
     nginx = Node("nginx", f"http://127.0.0.1:{port}", error_log)
-    site = Edge(nginx, cluster, folder / "access.log", env["DATABASE_URL"], server_processes)
+    site = Edge(
+        nginx, api, live, cluster, folder / "access.log", env["DATABASE_URL"], server_processes
+    )
     try:
 
         def serving() -> bool | None:
@@ -260,16 +325,17 @@ def edge(
 # ---- the tests ---------------------------------------------------------------------------
 
 
-def test_requests_are_spread_over_both_nodes_and_go_around_a_dead_one(edge: Edge) -> None:
-    a, b = edge.cluster.a, edge.cluster.b
+def test_requests_are_spread_over_both_api_nodes_and_go_around_a_dead_one(edge: Edge) -> None:
+    a, b = edge.api
 
-    # Requests one after another go to both nodes (least_conn on equal counts takes turns).
+    # Requests one after another go to both API nodes (least_conn on equal counts takes
+    # turns), never to a live node.
     for number in range(8):
         assert edge.get("/healthz", f"spread-{number}")[0] == 200
     answered = [edge.answered_by(f"spread-{number}") for number in range(8)]
-    assert set(answered) == {edge.address(a), edge.address(b)}, answered
+    assert set(answered) == edge.addresses(edge.api), answered
 
-    # When node B dies without a word...
+    # When API node B dies without a word...
     edge.kill(b)
 
     # ...reads are still answered, all by node A: a request that finds B gone is retried on A,
@@ -295,7 +361,7 @@ async def test_live_boards_flow_through_nginx(edge: Edge) -> None:
     scorer = await asyncio.to_thread(cluster.register, nginx, "Scorer")
     ticket = await asyncio.to_thread(nginx.ticket, watcher)
     async with AsyncExitStack() as stack:
-        # Two WebSockets through nginx: upgraded, and (least_conn) one on each node.
+        # Two WebSockets through nginx: upgraded, and (least_conn) one on each live node.
         first = await cluster.socket(stack, f"{nginx.ws_url}?ticket={ticket}")
         second = await cluster.socket(stack, nginx.ws_url, subprotocols=["bearer", scorer.access])
         responses = [client.ws.response for client in (first, second)]
@@ -314,24 +380,32 @@ async def test_live_boards_flow_through_nginx(edge: Edge) -> None:
         assert stream.status == 200, stream.error_body
         assert (await cluster.subscribed(stream)).data["channel"] == CHANNEL
 
-        # When a score is posted through nginx (to either node)...
+        # When a score is posted through nginx (to an API node)...
         await asyncio.to_thread(cluster.score, nginx, scorer, "WIN_GAME")
 
-        # ...both sockets and the stream get the update.
+        # ...both sockets and the stream, on the live nodes, get the update.
         for client in (first, second, stream):
             update = await cluster.eventually(partial(client.update_with_seq, seq + 1), "update")
             rows = update.data["leaderboard"]
             assert [(r["userId"], r["score"]) for r in rows] == [(scorer.user_id, 100)]
 
-    # Closed, the two sockets are in the access log: one on each node.
-    def socket_entries() -> list[dict[str, Any]] | None:
-        lines = edge.access_log.read_text().splitlines()
-        entries = [e for e in map(json.loads, lines) if e["path"] == "/ws/leaderboard"]
-        return entries if len(entries) == 2 else None
+    # Closed, the two sockets and the stream are in the access log: one socket on each live
+    # node, the stream on a live node too...
+    def live_entries() -> list[dict[str, Any]] | None:
+        entries = [e for e in edge.log_entries() if e["path"] in LIVE_PATHS]
+        return entries if len(entries) == 3 else None
 
-    entries = await asyncio.to_thread(edge.wait_for, socket_entries, "two WebSocket log lines")
-    assert [e["status"] for e in entries] == [101, 101]
-    assert {e["upstream"] for e in entries} == {edge.address(n) for n in (cluster.a, cluster.b)}
+    entries = await asyncio.to_thread(edge.wait_for, live_entries, "three live log lines")
+    sockets = [e for e in entries if e["path"] == "/ws/leaderboard"]
+    assert [e["status"] for e in sockets] == [101, 101]
+    assert {e["upstream"] for e in sockets} == edge.addresses(edge.live)
+    [stream_entry] = [e for e in entries if e["path"] == "/api/v1/leaderboard/stream"]
+    assert stream_entry["status"] == 200
+    assert stream_entry["upstream"] in edge.addresses(edge.live)
+    # ...and every other request (registrations, the ticket, the score) went to an API node.
+    rest = [e for e in edge.log_entries() if e["path"] not in LIVE_PATHS]
+    assert {e["path"] for e in rest} >= {"/api/v1/realtime/ticket", "/api/v1/scores/update"}
+    assert {e["upstream"] for e in rest} <= edge.addresses(edge.api), rest
 
 
 def test_the_app_sees_the_client_not_a_forwarded_for_it_sent(edge: Edge) -> None:
@@ -360,6 +434,20 @@ def test_nginx_keeps_metrics_inside_and_oversized_bodies_out(edge: Edge) -> None
         assert body["error"]["code"] == "NOT_FOUND"
         assert body["error"]["requestId"] == f"metrics-{number}"
         assert edge.log_entry(f"metrics-{number}")["upstream"] == ""
+
+    # Prometheus scrapes each API node directly, and whichever of its gunicorn workers answers
+    # reports the requests of them all (PROMETHEUS_MULTIPROC_DIR).
+    node = edge.api[0]
+    for number in range(12):
+        assert send(node.base_url, "GET", f"/no-such-page-{number}")[0] == 404
+    for _ in range(4):
+        status, _, scrape = send(
+            node.base_url, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        assert status == 200
+        samples = parse_scrape(scrape.decode())
+        labels = {"method": "GET", "route": "unmatched", "status": "404"}
+        assert sample(samples, "http_requests_total", **labels) == 12
 
     def post(size: int, request_id: str) -> tuple[int, dict[str, Any]]:
         status, _, body = send(
