@@ -48,18 +48,53 @@ def user_for_token(claims: Any) -> User:
     """The user a verified JWT speaks for: it must exist, be active and not have changed its
     password since the token was issued (the `hash_password` claim). The client is not told
     which check failed."""
-    try:
-        user_id = uuid.UUID(str(claims.get(jwt_settings.USER_ID_CLAIM)))
-    except ValueError:
-        raise Unauthorized() from None
+    user_id = _claimed_user_id(claims)
+    if user_id is None:
+        raise Unauthorized()
     user = User.objects.filter(pk=user_id).first()
+    refusal = _token_refusal(claims, user)
+    if refusal is not None or user is None:
+        raise Unauthorized(security_event=refusal)
+    return user
+
+
+CLAIMS_CHECKED_PER_QUERY = 1000
+
+
+def tokens_refused(many_claims: list[Any]) -> list[bool]:
+    """For many verified JWTs at once, whether each one's user fails `user_for_token`'s
+    checks: one query per thousand tokens instead of one each."""
+    user_ids = [_claimed_user_id(claims) for claims in many_claims]
+    wanted = sorted({user_id for user_id in user_ids if user_id is not None})
+    users: dict[uuid.UUID, User] = {}
+    for start in range(0, len(wanted), CLAIMS_CHECKED_PER_QUERY):
+        chunk = wanted[start : start + CLAIMS_CHECKED_PER_QUERY]
+        users.update(
+            (user.pk, user)
+            for user in User.objects.filter(pk__in=chunk).only("id", "is_active", "password")
+        )
+    return [
+        user_id is None or _token_refusal(claims, users.get(user_id)) is not None
+        for claims, user_id in zip(many_claims, user_ids, strict=True)
+    ]
+
+
+def _claimed_user_id(claims: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(claims.get(jwt_settings.USER_ID_CLAIM)))
+    except ValueError:
+        return None
+
+
+def _token_refusal(claims: Any, user: User | None) -> str | None:
+    """Why the token's user may not act (the security event to log), or None."""
     if user is None or not user.is_active:
-        raise Unauthorized(security_event="jwt_user_inactive")
+        return "jwt_user_inactive"
     if jwt_settings.CHECK_REVOKE_TOKEN and claims.get(
         jwt_settings.REVOKE_TOKEN_CLAIM
     ) != get_md5_hash_password(user.password):
-        raise Unauthorized(security_event="jwt_revoked")
-    return user
+        return "jwt_revoked"
+    return None
 
 
 # Bumped whenever the export's shape changes in a way a reader would notice.

@@ -3,8 +3,9 @@
 subprotocol, or `?token=` where settings allow it.
 
 A connection keeps the claims it was opened with; `recheck` runs the same checks as the API
-(user exists and is active, password unchanged since the token) for the heartbeat, and the
-connection ends when the token would have expired.
+(user exists and is active, password unchanged since the token), and `recheck_many` runs them
+for every connection of a process at each heartbeat; the connection ends when the token would
+have expired.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.selectors import user_for_token
+from accounts.selectors import tokens_refused, user_for_token
 from scoreboard.client_ip import scope_client_ip
 from scoreboard.errors import Unauthorized
 from scoreboard.security_events import security_event
@@ -134,3 +135,9 @@ def recheck(claims: dict[str, Any]) -> None:
         user_for_token(claims)
     except Unauthorized:
         raise CredentialRefused("user inactive, gone or password changed") from None
+
+
+def recheck_many(many_claims: list[dict[str, Any]]) -> list[bool]:
+    """`recheck` for many connections at once (one query): True where the user may no
+    longer listen."""
+    return tokens_refused(many_claims)

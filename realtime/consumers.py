@@ -59,6 +59,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
         self.window_messages = 0
 
     async def connect(self) -> None:
+        self.hub = running_hub()
         try:
             self.identity = await database_sync_to_async(auth.authenticate_connection)(self.scope)
         except (auth.CredentialRefused, *OUTAGES) as error:
@@ -69,7 +70,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
             return
         await self.accept(subprotocol=self.identity.subprotocol)
         self.connection_metric.open()
-        self.hub = running_hub()
+        self.hub.watch(self, self.identity.claims, self._refused)
         self.tasks = [
             asyncio.create_task(self._write_forever()),
             asyncio.create_task(self._heartbeat_forever()),
@@ -142,8 +143,8 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
             metrics.LIVE_FRAMES_SENT.labels(transport=metrics.WEBSOCKET).inc(len(batch.frames))
 
     async def _heartbeat_forever(self) -> None:
-        """Close within one heartbeat once the token expires, the user may no longer listen,
-        or the client has not taken a frame for a whole heartbeat."""
+        """Close once the token expires, or the client has not taken a frame for a whole
+        heartbeat. (The hub rechecks the user for all connections at once: `_refused`.)"""
         heartbeat = settings.SCOREBOARD_WS_HEARTBEAT_SECONDS
         while True:
             until_expiry = self.identity.expires_at - time.time()
@@ -151,13 +152,6 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
             if time.time() >= self.identity.expires_at:
                 await self._shut(CLOSE_UNAUTHORIZED)
                 return
-            try:
-                await database_sync_to_async(auth.recheck)(self.identity.claims)
-            except auth.CredentialRefused:
-                await self._shut(CLOSE_UNAUTHORIZED)
-                return
-            except OUTAGES:
-                pass  # Checked again next beat; an outage does not end the connection.
             stuck_since = self.sending_since
             if stuck_since is not None and time.monotonic() - stuck_since >= heartbeat:
                 await self._shut(CLOSE_TOO_SLOW)
@@ -173,6 +167,9 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
 
     def _too_slow(self) -> None:
         self.tasks.append(asyncio.get_running_loop().create_task(self._shut(CLOSE_TOO_SLOW)))
+
+    def _refused(self) -> None:
+        self.tasks.append(asyncio.get_running_loop().create_task(self._shut(CLOSE_UNAUTHORIZED)))
 
     async def _reply(self, event: str, data: dict[str, Any]) -> None:
         await self.send(text_data=encode({"event": event, "data": data}))
@@ -190,6 +187,7 @@ class LeaderboardConsumer(AsyncWebsocketConsumer):
     async def _release(self) -> None:
         self.closing = True
         self.connection_metric.close()
+        self.hub.unwatch(self)
         current = asyncio.current_task()
         for task in self.tasks:
             if task is not current:

@@ -8,7 +8,8 @@ are given and close themselves when they fall behind, so a slow client never gro
 
 The hub also runs this process's share of the cluster-wide throttled flush, while it has
 local subscribers: any process with listeners may claim a changed channel, and exactly one
-does per interval.
+does per interval. And it rechecks the users of all the process's connections at each
+heartbeat in one query, instead of one query (and one thread hop) per connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from realtime import auth
 from realtime.boards import LiveChannel
 from realtime.broadcast import flush_changed_channels, flush_tick_ms, mark_new_buckets
 from realtime.frames import Batch
@@ -85,12 +87,15 @@ class Hub:
         self.layer = layer
         self.loop = asyncio.get_running_loop()
         self._members: dict[str, set[Subscriber]] = defaultdict(set)
+        # Connection → (its token's claims, what to do once its user may no longer listen).
+        self._watched: dict[object, tuple[dict[str, Any], Callable[[], None]]] = {}
         self._membership = asyncio.Lock()
         self._inbox: str | None = None
         self._ready = asyncio.Event()
         self._tasks = [
             self.loop.create_task(self._receive_forever(), name="live-hub-receive"),
             self.loop.create_task(self._flush_forever(), name="live-hub-flush"),
+            self.loop.create_task(self._recheck_forever(), name="live-hub-recheck"),
         ]
         self._error_logged_at = 0.0
 
@@ -128,6 +133,17 @@ class Hub:
             except Exception as error:
                 # Batches for the group are still received, and dropped: no local member.
                 self._log_error("group_discard", error)
+
+    def watch(
+        self, connection: object, claims: dict[str, Any], on_refused: Callable[[], None]
+    ) -> None:
+        """Recheck `connection`'s user every heartbeat, with every other connection of this
+        process in one query; `on_refused` once the user may no longer listen (deactivated,
+        erased, password changed)."""
+        self._watched[connection] = (claims, on_refused)
+
+    def unwatch(self, connection: object) -> None:
+        self._watched.pop(connection, None)
 
     def dispatch(self, batch: Batch) -> None:
         for subscriber in list(self._members.get(batch.channel, ())):
@@ -177,6 +193,27 @@ class Hub:
                 raise
             except Exception as error:
                 self._log_error("flush", error)
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.SCOREBOARD_WS_HEARTBEAT_SECONDS)
+            watched = list(self._watched.items())
+            if not watched:
+                continue
+            try:
+                refused = await database_sync_to_async(auth.recheck_many)(
+                    [claims for _, (claims, _) in watched]
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # Checked again at the next beat: an outage does not end the connections.
+                self._log_error("recheck", error)
+                continue
+            for (connection, (_, on_refused)), gone in zip(watched, refused, strict=True):
+                if gone and connection in self._watched:
+                    del self._watched[connection]
+                    on_refused()
 
     def _log_error(self, what: str, error: Exception) -> None:
         """At most one log line per interval: in an outage every tick fails the same way."""

@@ -16,6 +16,7 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError
 
 from accounts.authentication import VerifiedTokens
 from accounts.models import User
+from accounts.selectors import tokens_refused
 from accounts.services import token_pair_for_credentials
 from accounts.tests.helpers import DROP, ME_URL, assert_error, decode_jwt, signed_jwt
 from conftest import TEST_PASSWORD
@@ -280,3 +281,20 @@ def test_a_kept_verification_ends_with_the_token_and_the_oldest_make_room(
     expired = signed_jwt({**decode_jwt(pair_for(user).access), "exp": int(real_time()) - 1})
     with pytest.raises(ExpiredTokenError):
         kept.get(expired.encode())
+
+
+def test_many_tokens_are_checked_with_one_query(
+    user: User, make_user: Callable[..., User], django_assert_num_queries: Any
+) -> None:
+    banned, repassworded, deleted = (make_user() for _ in range(3))
+    claims = [access_claims(someone) for someone in (user, banned, repassworded, deleted)]
+    User.objects.filter(pk=banned.pk).update(is_active=False)
+    repassworded.set_password("a different long passphrase")
+    repassworded.save(update_fields=["password"])
+    deleted.delete()
+    malformed = {**claims[0], "sub": "not-a-uuid"}
+
+    with django_assert_num_queries(1):
+        refused = tokens_refused([*claims, malformed, claims[0]])
+
+    assert refused == [False, True, True, True, True, False]

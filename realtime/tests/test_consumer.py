@@ -259,6 +259,27 @@ async def test_a_deactivated_user_is_closed_within_one_heartbeat(
     assert await socket.close_code() == 4401
 
 
+async def test_one_heartbeat_rechecks_every_connection_and_closes_only_the_refused(
+    open_socket: Any,
+    ann: Player,
+    make_player: Callable[..., Player],
+    settings: Any,
+) -> None:
+    settings.SCOREBOARD_WS_HEARTBEAT_SECONDS = 1
+    bob = await database_sync_to_async(make_player)(username="bob")
+    ann_socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(ann)}")
+    bob_socket = await open_socket(f"?ticket={await database_sync_to_async(ticket)(bob)}")
+    await ann_socket.subscribe()
+    await bob_socket.subscribe()
+
+    ann.user.set_password("a different long passphrase")
+    await database_sync_to_async(ann.user.save)()
+
+    assert await ann_socket.close_code() == 4401
+    await bob_socket.send("ping")
+    assert (await bob_socket.receive())["event"] == "pong"
+
+
 # Client messages
 
 
