@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import json
 import multiprocessing
+import os
 import random
 import subprocess
 import tempfile
@@ -41,11 +43,14 @@ from redis import Redis
 from bench.harness import (
     DATABASE_URL,
     REDIS_URL,
+    SERVERS,
     Node,
+    Profile,
     Report,
     fresh_database,
     latency_summary_ms,
     manage,
+    profiled,
     served_node,
     tree_cpu_seconds,
 )
@@ -54,8 +59,9 @@ from scoring.periods import ALL_TIME_START, DEFAULT_BOARD, Period
 DATABASE_NAME = "bench_boards"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 CLIENTS = 32
-# One uvicorn process per core, as deployed (docs/deploy.md).
-WORKERS = 2
+# Processes per node: uvicorn one per core; gunicorn's sync workers two per core, as the API
+# nodes run them (docker/gunicorn.conf.py).
+WORKERS = {"uvicorn": 2, "gunicorn": 4}
 VIEWERS_PER_DEPTH = 100
 DEPTHS = ("top", "middle", "bottom")
 # Requests are never refused by a rate limit here: the limits are not what is measured.
@@ -410,7 +416,7 @@ def sql_baseline(
             "-c",
             str(CLIENTS),
             "-j",
-            str(WORKERS),
+            str(os.cpu_count() or 1),  # pgbench threads: one per core
             "-T",
             str(max(1, round(timing.duration))),
             "-l",
@@ -470,11 +476,14 @@ def load_generator() -> Iterator[Executor]:
         yield pool
 
 
-def run(sizes: Sequence[int], timing: Timing, report: Report) -> None:
+def run(
+    sizes: Sequence[int], timing: Timing, report: Report, *, server: str, profile: bool
+) -> None:
     store = Redis.from_url(REDIS_URL)
     with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
         postmaster = postmaster_pid(admin)
     results: list[dict[str, Any]] = []
+    profiles: list[Profile] = []
     baselines: list[dict[str, Any]] = []
     seeding: list[dict[str, Any]] = []
     with (
@@ -514,24 +523,27 @@ def run(sizes: Sequence[int], timing: Timing, report: Report) -> None:
             )
             for backend in ("redis", "sql"):
                 with served_node(
-                    node_env(database_url, backend), log_dir=work_dir, workers=WORKERS
+                    node_env(database_url, backend),
+                    log_dir=work_dir,
+                    server=server,
+                    workers=WORKERS[server],
                 ) as node:
+                    measure_on_node = functools.partial(
+                        measure, node, generator, timing=timing, postmaster=postmaster, store=store
+                    )
                     for endpoint in ENDPOINTS:
-                        row = measure(
-                            node,
-                            generator,
-                            endpoint,
-                            probe["tokens"][endpoint.depth],
-                            timing=timing,
-                            postmaster=postmaster,
-                            store=store,
-                        )
+                        row = measure_on_node(endpoint, probe["tokens"][endpoint.depth])
                         results.append({"backend": backend, "players": label, **row})
                         print(
                             f"  {backend} {endpoint.name}: {row['req/s']:,.0f} req/s, "
                             f"p50 {row['p50 ms']} ms, p99 {row['p99 ms']} ms",
                             flush=True,
                         )
+                    if profile and backend == "redis" and size == max(sizes):
+                        # A pass of its own: the sampler's CPU is in none of the figures.
+                        top_10 = ENDPOINTS[0]
+                        with profiled(node, report.artifact("profile.txt")) as profiles:
+                            measure_on_node(top_10, probe["tokens"][top_10.depth])
                 for call, arguments in probe[backend].items():
                     figures = (
                         redis_baseline(arguments, timing)
@@ -544,8 +556,8 @@ def run(sizes: Sequence[int], timing: Timing, report: Report) -> None:
         store.flushdb()
 
     report.table(
-        f"Service: {CLIENTS} clients, uvicorn, {WORKERS} processes (CPU per request: the node, "
-        "the PostgreSQL server, the Redis server)",
+        f"Service: {CLIENTS} clients, {server}, {WORKERS[server]} processes (CPU per request: "
+        "the node, the PostgreSQL server, the Redis server)",
         [
             "backend",
             "players",
@@ -577,6 +589,11 @@ def run(sizes: Sequence[int], timing: Timing, report: Report) -> None:
             f"(goal: at most {SIZE_RATIO_GOAL})",
             ["backend", "endpoint", "p50 ratio", "CPU ms/req ratio", "req/s ratio", "goal met"],
             size_ratios(results, size_label(min(sizes)), size_label(max(sizes))),
+        )
+    for found in profiles:
+        report.profile(
+            f"Where the node's CPU goes: top-10, Redis backend, {size_label(max(sizes))} players",
+            found,
         )
     for row in results:
         if row["backend"] == "redis" and row["endpoint"] == "top-10":
@@ -634,6 +651,12 @@ def main() -> None:
         help="comma-separated board sizes in players (10000,100000,1000000)",
     )
     parser.add_argument("--duration", type=float, help="seconds per endpoint (10, quick 3)")
+    parser.add_argument("--server", choices=SERVERS, default="gunicorn")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the node with py-spy during one more top-10 pass at the largest size",
+    )
     args = parser.parse_args()
     duration = args.duration or (3.0 if args.quick else 10.0)
     timing = Timing(
@@ -645,7 +668,7 @@ def main() -> None:
         "board-reads",
         "Board reads: top-10, rank and around-me by board size, Redis and SQL backends",
     )
-    run(args.sizes, timing, report)
+    run(args.sizes, timing, report, server=args.server, profile=args.profile)
     report.note(
         "Machine shared and noisy: compare ratios and CPU per request more than absolute req/s. "
         "The load generator and both stores share the node's 2 cores. PostgreSQL and Redis CPU "

@@ -37,8 +37,9 @@ does) in a process of its own with the nodes' settings instead of going through 
 path's cost is bench/score_updates.py's subject, and here it would only take CPU from the
 fan-out. Its ten players take turns, so every commit changes the top 10 (and, with equal
 increments, moves most ranks: an update comes with several rank changes, each a WebSocket
-message of its own; compare deliveries/s with updates/s). The anomaly thresholds are raised
-in the writer so that no update is held.
+message of its own; compare deliveries/s with updates/s). With `--movers 1` only the leader
+scores: after the first commit each one changes the leader's score alone, one update and no
+other message. The anomaly thresholds are raised in the writer so that no update is held.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class _Writer:
         if command[0] == "setup":
             return self.setup()
         if command[0] == "run":
-            return self.run(rate=command[1], duration=command[2])
+            return self.run(rate=command[1], duration=command[2], movers=command[3])
         raise ValueError(f"unknown command {command[0]!r}")
 
     def setup(self) -> list[str]:
@@ -242,8 +243,10 @@ class _Writer:
             return None
         return str(player.pk), applied.new_score, committed_at[0]
 
-    def run(self, *, rate: float, duration: float) -> dict[str, Any]:
-        """Commit `rate` scores a second for `duration` seconds, players taking turns."""
+    def run(self, *, rate: float, duration: float, movers: int) -> dict[str, Any]:
+        """Commit `rate` scores a second for `duration` seconds, the first `movers` players
+        taking turns: with all of them, each commit reorders the board (an update and several
+        rank changes); with one, only the leader's score grows (one update, nothing else)."""
         commits, held, behind = [], 0, 0
         started = time.monotonic()
         for index in range(max(1, round(rate * duration))):
@@ -252,7 +255,7 @@ class _Writer:
                 time.sleep(delay)
             elif delay < -0.1:
                 behind += 1
-            made = self.commit(self.players[index % PLAYERS])
+            made = self.commit(self.players[index % movers])
             if made is None:
                 held += 1
             else:
@@ -485,6 +488,7 @@ def seq_gaps(recorded: dict[str, Any]) -> int:
 class Settings:
     duration: float
     scores_per_second: float
+    movers: int
     interval_ms: int
     deflate: bool
     connect_timeout: float
@@ -498,7 +502,8 @@ def measure(
     writer: Child,
     settings: Settings,
     log_dir: Path,
-) -> tuple[dict[str, Any], Latencies]:
+    profile_path: Path | None = None,
+) -> tuple[dict[str, Any], Latencies, list[harness.Profile]]:
     with (
         harness.served_node(env, log_dir=log_dir) as node_a,
         harness.served_node(env, log_dir=log_dir) as node_b,
@@ -529,10 +534,18 @@ def measure(
                 harness.cpu_seconds(writer.pid),
             )
             clients.call("record")
-            written = writer.call("run", settings.scores_per_second, settings.duration)
-            # The last commit's update: at most one interval plus a tick, plus fan-out.
-            time.sleep(settings.interval_ms / 1000 + 1.5)
-            recorded = clients.call("stop")
+            sampled: contextlib.AbstractContextManager[list[harness.Profile]]
+            if profile_path:
+                sampled = harness.profiled(node_a, profile_path)
+            else:
+                sampled = contextlib.nullcontext([])
+            with sampled as profiles:
+                written = writer.call(
+                    "run", settings.scores_per_second, settings.duration, settings.movers
+                )
+                # The last commit's update: at most one interval plus a tick, plus fan-out.
+                time.sleep(settings.interval_ms / 1000 + 1.5)
+                recorded = clients.call("stop")
             cpu = [
                 node.cpu_seconds() - before for node, before in zip(nodes, cpu_before, strict=True)
             ]
@@ -582,7 +595,11 @@ def measure(
     row["held"] = written["held"]
     row["extensions"] = "; ".join(opened["extensions"])
     row["unpublished commits"] = latencies.unpublished
-    return row, latencies
+    return row, latencies, profiles
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "not met"
 
 
 def _p50_p99(seconds: list[float]) -> str:
@@ -658,23 +675,43 @@ def main() -> None:
     )
     parser.add_argument("--scores-per-second", type=positive, default=1.0)
     parser.add_argument(
+        "--movers",
+        type=int,
+        choices=range(1, PLAYERS + 1),
+        default=PLAYERS,
+        metavar=f"1-{PLAYERS}",
+        help=f"players who score, in turn ({PLAYERS}: every commit reorders the board; "
+        "1: only the leader's score moves)",
+    )
+    parser.add_argument(
         "--interval-ms", type=int, default=1000, help="SCOREBOARD_BROADCAST_INTERVAL_MS"
     )
     parser.add_argument("--no-deflate", action="store_true", help="clients refuse compression")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample node A with py-spy during each window (its figures then include the sampler)",
+    )
     args = parser.parse_args()
     counts = args.clients or ([1000] if args.quick else [1000, 5000, 10000])
     settings = Settings(
         duration=args.duration or (15.0 if args.quick else 60.0),
         scores_per_second=args.scores_per_second,
+        movers=args.movers,
         interval_ms=args.interval_ms,
         deflate=not args.no_deflate,
         connect_timeout=max(60.0, max(counts) / 20),
     )
 
     raise_open_files_limit()
-    report = harness.Report("fanout", "WebSocket fan-out: two app nodes, one board channel")
+    # A sampled run's figures include the sampler: it keeps results of its own.
+    report = harness.Report(
+        "fanout-profiled" if args.profile else "fanout",
+        "WebSocket fan-out: two app nodes, one board channel",
+    )
     prefix = f"bench-fanout-{secrets.token_hex(4)}"
     rows, curves = [], {}
+    profiles: list[tuple[int, harness.Profile]] = []
     with (
         harness.fresh_database("bench_fanout") as database_url,
         redis_keys_removed(prefix),
@@ -699,14 +736,16 @@ def main() -> None:
             harness.manage(env, "rebuild_leaderboards")
             for count in counts:
                 print(f"\n{count:,} clients …", flush=True)
-                row, latencies = measure(
+                row, latencies, found = measure(
                     count,
                     env=env,
                     tokens=tokens,
                     writer=writer,
                     settings=settings,
                     log_dir=Path(work),
+                    profile_path=report.artifact(f"profile-{count}.txt") if args.profile else None,
                 )
+                profiles += [(count, profile) for profile in found]
                 rows.append(row)
                 curves[count] = latencies.total
                 print(json.dumps(row, ensure_ascii=False), flush=True)
@@ -748,7 +787,8 @@ def main() -> None:
         rows,
     )
     report.note(
-        f"Two uvicorn nodes, one worker each; {settings.scores_per_second:g} score(s)/s for "
+        f"Two uvicorn nodes, one worker each; {settings.scores_per_second:g} score(s)/s by "
+        f"{settings.movers} of the {PLAYERS} players on the board in turn for "
         f"{settings.duration:g} s per client count; SCOREBOARD_BROADCAST_INTERVAL_MS="
         f"{settings.interval_ms}; clients {'offer' if settings.deflate else 'refuse'} "
         "permessage-deflate. Clients, writer, nodes, PostgreSQL and Redis share the machine's "
@@ -759,11 +799,26 @@ def main() -> None:
         "per second; ≥ 20,000 deliveries/s per node (≤ 0.05 ms CPU per delivery on one core); "
         "≤ 64 KiB per idle connection. Deliveries/s here are the offered load, not a ceiling."
     )
+    for row in rows:
+        cpu = max(row[f"{node} CPU ms/delivery"] for node in "AB")
+        memory = max(row[f"{node} KiB/idle conn"] for node in "AB")
+        verdicts = [
+            f"CPU per delivery {cpu} ms (≤ 0.05: {_verdict(cpu <= 0.05)})",
+            f"memory per idle connection {memory} KiB (≤ 64: {_verdict(memory <= 64)})",
+        ]
+        if row["clients"] == 5000:
+            p99 = row["p99_ms"]
+            verdicts.insert(0, f"p99 {p99:,.0f} ms (≤ 250: {_verdict(p99 <= 250)})")
+        report.note(f"{row['clients']:,} clients: " + "; ".join(verdicts) + ".")
     report.note(
         "read = commit → the publishing node's board read (the frame's timestamp: tick, "
         "throttle, claim); fan-out = board read → receipt. Both clocks are this machine's."
     )
-    plot = harness.RESULTS_DIR / f"fanout-{report.stamp}.png"
+    for count, profile in profiles:
+        report.profile(f"Where node A's CPU goes with {count:,} clients", profile)
+    if profiles:
+        report.note("Node A was sampled with py-spy during the windows: its CPU includes that.")
+    plot = harness.RESULTS_DIR / f"{report.name}-{report.stamp}.png"
     harness.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     plot_cdf(plot, curves, goal_ms=250)
     report.note(f"Latency CDF: {plot.relative_to(harness.ROOT)}")

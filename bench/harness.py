@@ -194,42 +194,53 @@ def wait_for_health(url: str, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError(f"node did not answer /healthz within {timeout} s")
 
 
+SERVERS = ("uvicorn", "gunicorn")
+
+
+def server_command(server: str, *, port: int, workers: int) -> list[str]:
+    """How the deployment runs a node (docs/deploy.md): uvicorn with `make serve`'s flags, the
+    ASGI app (live nodes, the embedded default); gunicorn with docker/gunicorn.conf.py, the
+    WSGI app (API nodes)."""
+    if server == "gunicorn":
+        return [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(ROOT / "docker" / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+        ]
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "scoreboard.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--ws-max-size",
+        "1048576",
+        "--ws-per-message-deflate",
+        "false",
+        "--no-proxy-headers",
+        "--workers",
+        str(workers),
+    ]
+
+
 @contextmanager
 def served_node(
-    env: dict[str, str],
-    *,
-    command: Sequence[str] | None = None,
-    log_dir: Path,
-    workers: int = 1,
+    env: dict[str, str], *, log_dir: Path, server: str = "uvicorn", workers: int = 1
 ) -> Iterator[Node]:
-    """Start an app node on a free loopback port (uvicorn with `workers` processes, unless
-    `command` is given: `{port}` in it is replaced), wait for /healthz, and stop it by PID
-    afterwards."""
+    """Start an app node (`server` with `workers` processes) on a free loopback port, wait
+    for /healthz, and stop it by PID afterwards."""
     port = free_port()
-    argv = [
-        part.replace("{port}", str(port))
-        for part in (
-            command
-            or [
-                PYTHON,
-                "-m",
-                "uvicorn",
-                "scoreboard.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "{port}",
-                "--no-access-log",
-                "--ws-max-size",
-                "1048576",
-                "--ws-per-message-deflate",
-                "false",
-                "--no-proxy-headers",
-                "--workers",
-                str(workers),
-            ]
-        )
-    ]
+    argv = server_command(server, port=port, workers=workers)
     log_path = log_dir / f"node-{port}.log"
     with open(log_path, "wb") as output:
         process = subprocess.Popen(  # noqa: S603
@@ -298,6 +309,124 @@ def fresh_database(name: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# --- profiles -------------------------------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    """Sampled stacks of a node's processes (py-spy), reduced to where the time goes: the
+    product's own functions with everything they call, and the functions that burn it."""
+
+    path: Path
+    samples: int
+    ours: list[dict[str, Any]]
+    leaves: list[dict[str, Any]]
+
+
+@contextmanager
+def profiled(node: Node, path: Path, *, rate: int = 200) -> Iterator[list[Profile]]:
+    """Sample every process of `node` with py-spy while the block runs; the yielded list gets
+    the profile when the block ends. Only threads holding the GIL are sampled, so the shares
+    are of Python's CPU time, not of time spent waiting for PostgreSQL or Redis. Collapsed
+    stacks go to `path` (flamegraph.pl input)."""
+    recorder = subprocess.Popen(  # noqa: S603
+        [
+            str(Path(PYTHON).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(node.process.pid),
+            "--subprocesses",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--gil",
+            "--nonblocking",
+            "--output",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    found: list[Profile] = []
+    try:
+        yield found
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stop(recorder)
+    if path.exists():
+        found.append(summarise_profile(path))
+
+
+def summarise_profile(path: Path, *, limit: int = 20) -> Profile:
+    """Shares of the busy samples (idle frames, waiting in select/epoll or on a lock, left
+    out): per function of the product's own apps, counting what it calls (once per stack);
+    and per function at the top of the stack, where the CPU is spent."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = [
+            frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))
+        ]
+        if not frames or _idle(frames[-1]):
+            continue
+        count = int(count_text)
+        total += count
+        for function in {_function(frame) for frame in frames if _ours(frame)}:
+            inclusive[function] = inclusive.get(function, 0) + count
+        leaf = _function(frames[-1])
+        own[leaf] = own.get(leaf, 0) + count
+
+    def shares(counts: dict[str, int], column: str) -> list[dict[str, Any]]:
+        ranked = sorted(counts.items(), key=lambda item: -item[1])[:limit]
+        return [
+            {"function": function, column: round(100 * samples / max(1, total), 1)}
+            for function, samples in ranked
+        ]
+
+    return Profile(
+        path=path,
+        samples=total,
+        ours=shares(inclusive, "with what it calls %"),
+        leaves=shares(own, "own %"),
+    )
+
+
+PRODUCT_PACKAGES = ("accounts/", "leaderboard/", "realtime/", "scoreboard/", "scoring/")
+
+
+def _ours(frame: str) -> bool:
+    """py-spy names files relative to the import path: the product's are `scoring/…` etc."""
+    location = frame.partition(" (")[2].removeprefix(f"{ROOT}/")
+    return location.startswith(PRODUCT_PACKAGES)
+
+
+IDLE_FRAMES = ("select (", "poll (", "epoll", "wait (threading", "_worker (concurrent", "accept (")
+
+
+def _idle(frame: str) -> bool:
+    return any(marker in frame for marker in IDLE_FRAMES)
+
+
+def _function(frame: str) -> str:
+    """`name (path/to/module.py:line)` → `name (package/module.py)`."""
+    name, _, location = frame.partition(" (")
+    filename = location.rsplit(":", 1)[0]
+    for anchor in ("site-packages/", "python3.11/", f"{ROOT}/"):
+        if anchor in filename:
+            filename = filename.split(anchor, 1)[1]
+            break
+    return f"{name} ({filename})"
+
+
 # --- results --------------------------------------------------------------------------------
 
 
@@ -322,6 +451,29 @@ class Report:
     def note(self, text: str) -> None:
         self.notes.append(text)
         print(text, flush=True)
+
+    def artifact(self, suffix: str) -> Path:
+        """Where a file of this run's goes: `bench/results/<name>-<timestamp>-<suffix>`."""
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        return RESULTS_DIR / f"{self.name}-{self.stamp}-{suffix}"
+
+    def profile(self, heading: str, profile: Profile) -> None:
+        """Where the time goes, and where the whole sampled profile is."""
+        self.table(
+            f"{heading} ({profile.samples:,} busy samples): the product's functions",
+            ["function", "with what it calls %"],
+            profile.ours,
+        )
+        self.table(
+            f"{heading}: the functions that spend it",
+            ["function", "own %"],
+            profile.leaves,
+        )
+        self.note(
+            f"Profile ({heading}): py-spy, collapsed stacks in "
+            f"{profile.path.relative_to(ROOT)} (flamegraph.pl or speedscope.app read them); "
+            "idle frames (waiting for a socket or a lock) are left out of the shares."
+        )
 
     @property
     def stamp(self) -> str:

@@ -77,6 +77,7 @@ COUNTRIES = ("US", "DE", "FR", "BR", "JP", "KR", "GB", "IN")
 # runs out (a level that does is reported).
 TOKEN_RATE_CAPS = {"service": 1_500, "pgbench": 5_000}
 WARM_UP_SECONDS = 2
+GOAL_CLIENTS, GOAL_RATIO, GOAL_P99_MS = 32, 0.5, 100
 # Connections left to the app node's pool and anything else when sizing pgbench.
 CONNECTION_HEADROOM = 15
 SERVICE_INPUT_TABLE = "bench_service_input"
@@ -127,14 +128,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 s per level")
     parser.add_argument("--duration", type=int, default=20, help="seconds per level (20)")
     parser.add_argument("--concurrency", default="8,32,128", help="levels (8,32,128)")
-    parser.add_argument("--server", choices=("uvicorn", "gunicorn"), default="uvicorn")
+    parser.add_argument("--server", choices=harness.SERVERS, default="gunicorn")
     parser.add_argument("--workers", type=int, help="server processes (uvicorn 1, gunicorn 4)")
+    parser.add_argument(
+        "--profile", type=int, metavar="CLIENTS", help="sample the server with py-spy at this level"
+    )
     args = parser.parse_args()
     duration = 5 if args.quick else args.duration
     levels = [int(level) for level in args.concurrency.split(",")]
     workers = args.workers or (1 if args.server == "uvicorn" else 4)
     if duration < 1 or not levels or min(levels) < 1 or workers < 1:
         parser.error("duration, concurrency levels and workers must be positive")
+    if args.profile is not None and args.profile not in levels:
+        parser.error("--profile names one of the concurrency levels")
 
     report = harness.Report("score-updates", "Score updates: end to end vs pgbench of the same SQL")
     redis_prefix = f"bench-scores-{os.getpid()}"
@@ -143,16 +149,20 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="bench-scores-") as scratch,
             harness.fresh_database(DATABASE_NAME) as url,
         ):
-            results, script = _measure(
+            results, script, profiles = _measure(
                 url=url,
                 env=_node_env(url, redis_prefix),
                 levels=levels,
                 duration=duration,
                 layout=(args.server, workers),
                 scratch=Path(scratch),
+                profile_at=args.profile,
+                profile_path=report.artifact("profile.txt"),
             )
     finally:
         _redis_forget(redis_prefix)
+    for profile in profiles:
+        report.profile(f"Where the server's CPU goes at {args.profile} clients", profile)
     _publish(report, results, script, duration=duration, layout=(args.server, workers))
 
 
@@ -173,33 +183,27 @@ def _measure(
     duration: int,
     layout: tuple[str, int],
     scratch: Path,
-) -> tuple[list[tuple[ServiceFigures, PgbenchFigures]], str]:
-    timed_seconds = duration * len(levels)
+    profile_at: int | None,
+    profile_path: Path,
+) -> tuple[list[tuple[ServiceFigures, PgbenchFigures]], str, list[harness.Profile]]:
+    timed_seconds = duration * (len(levels) + (profile_at is not None))
     _run_role(
         env,
         "prepare",
         str(TOKEN_RATE_CAPS["service"] * (timed_seconds + WARM_UP_SECONDS) + 2),
         str(TOKEN_RATE_CAPS["pgbench"] * timed_seconds),
     )
+    # As in production (the reconcile loop, or a rebuild after deploy): the board index is
+    # built, so ranks come from it.
+    harness.manage(env, "rebuild_leaderboards")
     script = json.loads(_run_role(env, "capture"))["script"]
     script_path = scratch / "score_update.sql"
     script_path.write_text(script)
 
     server, workers = layout
-    command = None
-    if server == "gunicorn":
-        command = [
-            harness.PYTHON,
-            "-m",
-            "gunicorn",
-            "scoreboard.wsgi:application",
-            "--workers",
-            str(workers),
-            "--bind",
-            "127.0.0.1:{port}",
-        ]
     results = []
-    with harness.served_node(env, command=command, log_dir=scratch, workers=workers) as node:
+    profiles: list[harness.Profile] = []
+    with harness.served_node(env, log_dir=scratch, server=server, workers=workers) as node:
         _drive_service(node, url, clients=min(levels), duration=WARM_UP_SECONDS)
         for clients in levels:
             service = _drive_service(node, url, clients=clients, duration=duration)
@@ -207,7 +211,11 @@ def _measure(
                 url, script_path, clients=clients, duration=duration, log_dir=scratch
             )
             results.append((service, pgbench))
-    return results, script
+        if profile_at is not None:
+            # A pass of its own, so that the sampler's CPU is in none of the figures above.
+            with harness.profiled(node, profile_path) as profiles:
+                _drive_service(node, url, clients=profile_at, duration=duration)
+    return results, script, profiles
 
 
 def _run_role(env: dict[str, str], role: str, *args: str) -> str:
@@ -427,6 +435,19 @@ def _publish(
         "index and announces the update after commit, which pgbench does not."
     )
     for service, pgbench in results:
+        if service.clients == GOAL_CLIENTS:
+            ratio = service.requests_per_second / pgbench.tps if pgbench.tps else 0.0
+            met = (
+                ratio >= GOAL_RATIO
+                and service.latency["p99_ms"] <= GOAL_P99_MS
+                and service.errors == 0
+            )
+            report.note(
+                f"Goal at {GOAL_CLIENTS} clients: service/pgbench ≥ {GOAL_RATIO}, p99 "
+                f"≤ {GOAL_P99_MS} ms, no errors. Measured {ratio:.2f}, p99 "
+                f"{service.latency['p99_ms']:,.0f} ms, {service.errors} errors: "
+                f"{'met' if met else 'not met'}."
+            )
         if service.error_samples:
             report.note(f"{service.clients} clients, errors: {service.error_samples}")
         if service.tokens_ran_out:
