@@ -415,8 +415,9 @@ def _consume_action_token(
     """Spend the token if it is this user's, unused, unexpired and issued for exactly this
     action and increment: one conditional UPDATE … RETURNING, so of concurrent submissions
     exactly one wins. Only when nothing matched is the token read again, to tell why."""
+    token_hash = hash_action_token(token)
     spent = _spend_token(
-        token_hash=hash_action_token(token),
+        token_hash=token_hash,
         user=user,
         action_type=action_type,
         action_id=action_id,
@@ -425,7 +426,7 @@ def _consume_action_token(
     )
     if spent is not None:
         return spent
-    found = ActionToken.objects.filter(token_hash=hash_action_token(token)).first()
+    found = ActionToken.objects.filter(token_hash=token_hash).first()
     # Another player's token is reported like an unknown one: nothing is revealed about it.
     if found is None or found.user_id != user.pk:
         metrics.action_token_rejected("unknown")
