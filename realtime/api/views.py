@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -25,7 +24,7 @@ from rest_framework.views import APIView
 from realtime import auth
 from realtime.boards import LiveChannel, live_channel
 from realtime.broadcast import OUTAGES, outage_code, snapshot_batch
-from realtime.frames import encode
+from realtime.frames import Batch, encode
 from realtime.hub import Mailbox, running_hub
 from scoreboard import metrics
 from scoreboard.api import success
@@ -119,11 +118,11 @@ class LeaderboardStreamView(APIView):
 
 async def _event_stream(identity: auth.LiveIdentity, channel: LiveChannel) -> AsyncIterator[bytes]:
     """Snapshot first, then every batch for the channel, until the token expires, the user
-    may no longer listen (checked every heartbeat, as on the WebSocket), the client falls
-    behind or goes away."""
+    may no longer listen (the hub rechecks every heartbeat, as for the WebSockets), the
+    client falls behind or goes away."""
     hub = running_hub()
     mailbox = Mailbox(on_overflow=lambda: None)
-    heartbeat = settings.SCOREBOARD_WS_HEARTBEAT_SECONDS
+    refused = asyncio.Event()
     connection_metric = metrics.LiveConnectionCount(metrics.SSE)
     connection_metric.open()
     try:
@@ -133,35 +132,42 @@ async def _event_stream(identity: auth.LiveIdentity, channel: LiveChannel) -> As
         except OUTAGES as error:
             yield _error_event(outage_code(error), "The board cannot be read; retry later.")
             return
+        hub.watch(mailbox, identity.claims, refused.set)
         yield b"retry: 3000\n\n"
-        checked_at = time.monotonic()
         while not mailbox.overflowed:
             remaining = identity.expires_at - time.time()
             if remaining <= 0:
                 yield _error_event("TOKEN_EXPIRED", "The access token has expired.")
                 return
-            if time.monotonic() - checked_at >= heartbeat:
-                checked_at = time.monotonic()
-                try:
-                    await database_sync_to_async(auth.recheck)(identity.claims)
-                except auth.CredentialRefused:
-                    yield _error_event("UNAUTHORIZED", "The user may no longer listen.")
-                    return
-                except OUTAGES:
-                    pass  # Checked again at the next heartbeat.
-            until_check = max(0.0, heartbeat - (time.monotonic() - checked_at))
-            try:
-                batch = await asyncio.wait_for(
-                    mailbox.queue.get(), timeout=min(KEEPALIVE_SECONDS, remaining, until_check)
-                )
-            except TimeoutError:
+            batch = await _next_batch(mailbox, refused, timeout=min(KEEPALIVE_SECONDS, remaining))
+            if refused.is_set():
+                yield _error_event("UNAUTHORIZED", "The user may no longer listen.")
+                return
+            if batch is None:
                 yield b": keep-alive\n\n"
                 continue
             yield batch.event_stream
             metrics.LIVE_FRAMES_SENT.labels(transport=metrics.SSE).inc(len(batch.frames))
     finally:
         connection_metric.close()
+        hub.unwatch(mailbox)
         await hub.leave(channel, mailbox)
+
+
+async def _next_batch(mailbox: Mailbox, refused: asyncio.Event, *, timeout: float) -> Batch | None:
+    """The next batch, or None when `timeout` passes or the user is refused first."""
+    if not mailbox.queue.empty():
+        return mailbox.queue.get_nowait()
+    got = asyncio.ensure_future(mailbox.queue.get())
+    stop = asyncio.ensure_future(refused.wait())
+    try:
+        await asyncio.wait((got, stop), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        got.cancel()
+        stop.cancel()
+    if got.done() and not got.cancelled():
+        return got.result()
+    return None
 
 
 def _error_event(code: str, message: str) -> bytes:
