@@ -95,8 +95,17 @@ def commit() -> str:
         text=True,
         check=False,
     ).stdout.strip()
+    # Results written by an earlier benchmark of the same run do not count as changes.
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        [  # noqa: S607
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)bench/results",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
