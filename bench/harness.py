@@ -8,6 +8,7 @@ BENCH_REDIS_URL (defaults: the machine's local services), never the test suite's
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -368,7 +369,33 @@ def profiled(node: Node, path: Path, *, rate: int = 200) -> Iterator[list[Profil
         except subprocess.TimeoutExpired:
             stop(recorder)
     if path.exists():
-        found.append(summarise_profile(path))
+        summary = summarise_profile(path)
+        summary.path = store_profile(path)
+        found.append(summary)
+
+
+def store_profile(path: Path) -> Path:
+    """Keep py-spy's collapsed stacks gzipped, without the process and thread frames (which
+    repeat each server process's command line on every line) and without line numbers,
+    merging the stacks that become equal. Returns the stored file (`zcat` it into
+    flamegraph.pl; speedscope.app reads it unzipped)."""
+    merged: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = [
+            _function(frame)
+            for frame in stack.split(";")
+            if not frame.startswith(("process ", "thread "))
+        ]
+        key = ";".join(frames)
+        merged[key] = merged.get(key, 0) + int(count_text)
+    stored = path.with_name(path.name + ".gz")
+    with gzip.open(stored, "wt") as output:
+        output.writelines(f"{stack} {count}\n" for stack, count in sorted(merged.items()))
+    path.unlink()
+    return stored
 
 
 def summarise_profile(path: Path, *, limit: int = 20) -> Profile:
@@ -426,9 +453,12 @@ def _idle(frame: str) -> bool:
 
 
 def _function(frame: str) -> str:
-    """`name (path/to/module.py:line)` → `name (package/module.py)`."""
+    """`name (path/to/module.py:line)` → `name (package/module.py)`; unchanged if it is
+    already so."""
     name, _, location = frame.partition(" (")
-    filename = location.rsplit(":", 1)[0]
+    filename, _, line = location.removesuffix(")").rpartition(":")
+    if not line.isdigit():
+        filename = location.removesuffix(")")
     for anchor in ("site-packages/", "python3.11/", f"{ROOT}/"):
         if anchor in filename:
             filename = filename.split(anchor, 1)[1]
@@ -480,7 +510,8 @@ class Report:
         )
         self.note(
             f"Profile ({heading}): py-spy, collapsed stacks in "
-            f"{profile.path.relative_to(ROOT)} (flamegraph.pl or speedscope.app read them); "
+            f"{profile.path.relative_to(ROOT)} (gzipped; flamegraph.pl or speedscope.app read "
+            "them); "
             "idle frames (waiting for a socket or a lock) are left out of the shares."
         )
 
