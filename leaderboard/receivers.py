@@ -24,6 +24,7 @@ def index_committed_score(sender: Any, event: ScoreCommitted, **kwargs: Any) -> 
 
 @receiver(shown_profile_changed, sender=User, dispatch_uid="leaderboard.resync_placement")
 def resync_placement(sender: Any, change: ShownProfileChange, **kwargs: Any) -> None:
+    services.board_pages_forget_profiles()
     if change.changed(*_PLACEMENT_FIELDS):
         services.index_user_resync(
             user_id=change.user_id, previous_country=change.before["country"]

@@ -6,12 +6,14 @@ every other caller reads `default`."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
@@ -19,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import User, on_leaderboards
 from leaderboard.backends.base import Board, BoardKey, Position, Standing
-from leaderboard.backends.redis import IndexNotReady, RedisBoard
+from leaderboard.backends.redis import IndexNotReady, RedisBoard, page_store, page_versions
 from leaderboard.backends.sql import SqlBoard
 from leaderboard.replica import read_with_failover
 from scoreboard.errors import REDIS_OUTAGES
@@ -167,10 +169,62 @@ def leaderboard_around(*, key: BoardKey, limit: int, viewer: User) -> BoardPage:
 
 def _page(*, key: BoardKey, offset: int, limit: int, viewer: User, database: str) -> BoardPage:
     board = board_backend(database)
+    if offset == 0 and settings.REDIS_URL and database == DEFAULT_DB_ALIAS:
+        rows = _first_page_cached(board, key, limit=limit)
+    else:
+        rows = with_profiles(board.top(key, offset=offset, limit=limit), database=database)
     return BoardPage(
-        rows=with_profiles(board.top(key, offset=offset, limit=limit), database=database),
+        rows=rows,
         current_user=_own_standing(board, key, viewer, database=database),
         total_users=board.total(key),
+    )
+
+
+def _first_page_cached(board: Board, key: BoardKey, *, limit: int) -> list[BoardRow]:
+    """The board's first `limit` entries with their profiles, from Redis while neither the
+    board nor any shown profile has changed since they were read (a first page is what most
+    readers ask for, and reading it again costs two stores and a query). Pages read from a
+    replica are never cached: one behind the primary would be kept as current."""
+    try:
+        versions, cached = page_versions(key, limit=limit)
+    except REDIS_OUTAGES:
+        return with_profiles(board.top(key, offset=0, limit=limit))
+    if cached is not None:
+        held, _, rows_json = cached.partition("|")
+        if held == versions:
+            return [_row_from_data(row) for row in json.loads(rows_json)]
+    rows = with_profiles(board.top(key, offset=0, limit=limit))
+    try:
+        page_store(key, limit=limit, versions=versions, rows_json=json.dumps(_rows_data(rows)))
+    except REDIS_OUTAGES as error:
+        logger.warning("Board page not cached: %r", error)
+    return rows
+
+
+def _rows_data(rows: list[BoardRow]) -> list[dict[str, object]]:
+    return [
+        {
+            "rank": row.rank,
+            "user_id": str(row.user_id),
+            "username": row.username,
+            "score": row.score,
+            "avatar": row.avatar,
+            "country": row.country,
+            "last_updated": row.last_updated.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def _row_from_data(data: dict[str, Any]) -> BoardRow:
+    return BoardRow(
+        rank=data["rank"],
+        user_id=uuid.UUID(data["user_id"]),
+        username=data["username"],
+        score=data["score"],
+        avatar=data["avatar"],
+        country=data["country"],
+        last_updated=datetime.fromisoformat(data["last_updated"]),
     )
 
 

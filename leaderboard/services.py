@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import User
 from leaderboard.backends.base import BoardKey
 from leaderboard.backends.redis import (
+    PAGE_SECONDS,
     RETENTION_SECONDS,
     IndexEntry,
     RedisBoard,
@@ -33,7 +34,9 @@ from leaderboard.backends.redis import (
     expire_at,
     member_for,
     members_key,
+    profiles_changed,
     set_key,
+    version_key,
 )
 from leaderboard.backends.sql import SqlBoard
 from leaderboard.models import LeaderboardSnapshot
@@ -132,6 +135,18 @@ def index_score_committed(event: ScoreCommitted) -> None:
         logger.error(
             "Leaderboard index write failed for %s; reconcile repairs it: %r", event.user_id, error
         )
+
+
+def board_pages_forget_profiles() -> None:
+    """Cached board pages show players' names, avatars and countries: after a player changed
+    what boards show of them, none of those pages is served again."""
+    if not index_enabled():
+        return
+    try:
+        profiles_changed()
+    except REDIS_OUTAGES as error:
+        # The pages themselves are then out of reach too; they expire within PAGE_SECONDS.
+        logger.error("Cached board pages not invalidated after a profile change: %r", error)
 
 
 def index_user_resync(*, user_id: uuid.UUID, previous_country: str = "") -> None:
@@ -245,6 +260,15 @@ def leaderboard_rebuild(
             swap.rename(live + suffix, live)
     for name in stale:
         swap.delete(name, f"{name}:m")
+    # Pages cached from the boards before the swap are of another board now: move their
+    # versions, which outlive their boards by a page's lifetime.
+    for key in built.values():
+        swap.incr(version_key(key))
+        if expire_at(key):
+            swap.expireat(version_key(key), expire_at(key) + PAGE_SECONDS)
+    for name in stale:
+        swap.incr(f"{name}:v")
+        swap.expire(f"{name}:v", PAGE_SECONDS)
     swap.set(built_key(board), started.isoformat())
     swap.execute()
     report.keys = len(built)

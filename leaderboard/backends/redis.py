@@ -34,6 +34,8 @@ _MAX_UUID = 2**128 - 1
 _MICROS_DIGITS = 17
 # Buckets of a period stay in Redis this long after the period ends.
 RETENTION_SECONDS = 86400
+# How long a cached first page of a board lives at most (leaderboard.selectors).
+PAGE_SECONDS = 60
 
 
 class IndexNotReady(Exception):
@@ -61,6 +63,45 @@ def members_key(key: BoardKey) -> str:
     return f"{set_key(key)}:m"
 
 
+def version_key(key: BoardKey) -> str:
+    """A counter that moves whenever the board's entries change. A cached page carries the
+    value it was read at and is served only while the counter still has it. The counter
+    lives at least a page's lifetime after it last moved, so it never falls back to a value
+    that a page still alive was cached at."""
+    return f"{set_key(key)}:v"
+
+
+def profiles_version_key() -> str:
+    """A counter that moves whenever a player changes what boards show of them."""
+    return f"{settings.REDIS_KEY_PREFIX}:lb:profiles:v"
+
+
+def page_key(key: BoardKey, *, limit: int) -> str:
+    return f"{set_key(key)}:page:{limit}"
+
+
+def page_versions(key: BoardKey, *, limit: int) -> tuple[str, str | None]:
+    """The board's and the profiles' versions now, and the first page of `limit` entries as
+    last cached (`<versions>|<JSON>`), in one round trip."""
+    board, profiles, page = connection().mget(
+        [version_key(key), profiles_version_key(), page_key(key, limit=limit)]
+    )
+    versions = f"{int(board or 0)}.{int(profiles or 0)}"
+    return versions, as_text(page) if page is not None else None
+
+
+def page_store(key: BoardKey, *, limit: int, versions: str, rows_json: str) -> None:
+    connection().set(page_key(key, limit=limit), f"{versions}|{rows_json}", ex=PAGE_SECONDS)
+
+
+def profiles_changed() -> None:
+    client = connection()
+    with client.pipeline(transaction=True) as pipeline:
+        pipeline.incr(profiles_version_key())
+        pipeline.expire(profiles_version_key(), PAGE_SECONDS)
+        pipeline.execute()
+
+
 def built_key(board: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:lb:{board}:built"
 
@@ -71,9 +112,10 @@ def expire_at(key: BoardKey) -> int:
     return 0 if end is None else int(end.timestamp()) + RETENTION_SECONDS
 
 
-# KEYS: set, members hash. ARGV: user id, member, score, version, expire-at, force.
-# Applies the entry if its version is newer than the one held (or `force`); a score of 0 or
-# less removes the user. Returns 1 if applied.
+# KEYS: set, members hash, the set's version counter. ARGV: user id, member, score, version,
+# expire-at, force, page lifetime. Applies the entry if its version is newer than the one held
+# (or `force`); a score of 0 or less removes the user. Returns 1 if applied, and then moves
+# the counter, which outlives the set by a page's lifetime (see `version_key`).
 _WRITE = """
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if held then
@@ -93,6 +135,8 @@ if tonumber(ARGV[3]) > 0 then
 else
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
+redis.call('INCR', KEYS[3])
+if tonumber(ARGV[5]) > 0 then redis.call('EXPIREAT', KEYS[3], ARGV[5] + ARGV[7]) end
 return 1
 """
 
@@ -230,7 +274,7 @@ class RedisBoard:
         pipeline = self.client.pipeline(transaction=False)
         for entry in entries:
             self._write(
-                keys=[set_key(entry.key), members_key(entry.key)],
+                keys=[set_key(entry.key), members_key(entry.key), version_key(entry.key)],
                 args=[
                     entry.user_id.hex,
                     member_for(entry.user_id, entry.reached_at),
@@ -238,6 +282,7 @@ class RedisBoard:
                     entry.version,
                     expire_at(entry.key),
                     1 if force else 0,
+                    PAGE_SECONDS,
                 ],
                 client=pipeline,
             )
