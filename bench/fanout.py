@@ -58,7 +58,6 @@ import secrets
 import tempfile
 import time
 import traceback
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -204,26 +203,11 @@ class _Writer:
     def commit(self, player: Any) -> tuple[str, int, float] | None:
         """One action and its score; (user id, new score, commit time), None if held."""
         from django.db import transaction
-        from django.utils import timezone
 
-        from scoring.anticheat import hmac_sha256_hex
-        from scoring.services import ActionClaim, action_complete, score_update_apply
+        from scoring.services import score_update_apply
 
-        action_id = uuid.uuid4()
-        moment = timezone.now()
-        stamp = moment.isoformat().replace("+00:00", "Z")
-        signature = hmac_sha256_hex(self.secret, f"{player.pk}:{ACTION_TYPE}:{action_id}:{stamp}")
-        issued = action_complete(
-            user=player,
-            claim=ActionClaim(
-                action_type=ACTION_TYPE,
-                action_id=action_id,
-                action_id_text=str(action_id),
-                timestamp=moment,
-                timestamp_text=stamp,
-                key_id=self.server.key_id,
-                signature=signature,
-            ),
+        action_id, moment, issued = harness.complete_action(
+            player, key_id=self.server.key_id, secret=self.secret, action_type=ACTION_TYPE
         )
         committed_at: list[float] = []
         with transaction.atomic():

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -283,8 +284,14 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 def manage(env: dict[str, str], *args: str) -> str:
     """Run a management command with the node settings; returns its output."""
+    return run_python(env, "manage.py", *args)
+
+
+def run_python(env: dict[str, str], *args: str) -> str:
+    """Run Python with `args` in a process of its own with the node settings (Django set up
+    there, not here); returns what it printed."""
     result = subprocess.run(  # noqa: S603
-        [PYTHON, "manage.py", *args],
+        [PYTHON, *args],
         cwd=ROOT,
         env={**os.environ, **NODE_SETTINGS, **env},
         capture_output=True,
@@ -292,8 +299,37 @@ def manage(env: dict[str, str], *args: str) -> str:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr}")
     return result.stdout
+
+
+def complete_action(
+    user: Any, *, key_id: str, secret: str, action_type: str
+) -> tuple[uuid.UUID, datetime, Any]:
+    """Complete an action for `user` the real way, with a game server's signed proof; returns
+    its actionId, its timestamp and the issued token (scoring.services.IssuedActionToken).
+    For processes where Django is set up."""
+    from django.utils import timezone
+
+    from scoring.anticheat import hmac_sha256_hex
+    from scoring.services import ActionClaim, action_complete
+
+    action_id = uuid.uuid4()
+    moment = timezone.now()
+    stamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    issued = action_complete(
+        user=user,
+        claim=ActionClaim(
+            action_type=action_type,
+            action_id=action_id,
+            action_id_text=str(action_id),
+            timestamp=moment,
+            timestamp_text=stamp,
+            key_id=key_id,
+            signature=hmac_sha256_hex(secret, f"{user.pk}:{action_type}:{action_id}:{stamp}"),
+        ),
+    )
+    return action_id, moment, issued
 
 
 # --- databases ------------------------------------------------------------------------------

@@ -219,19 +219,8 @@ def _measure(
 
 
 def _run_role(env: dict[str, str], role: str, *args: str) -> str:
-    """Run one of this module's roles in a process with the node's settings (Django set up
-    there, not here); returns what it printed."""
-    result = subprocess.run(  # noqa: S603
-        [harness.PYTHON, "-m", "bench.score_updates", "--role", role, *args],
-        cwd=harness.ROOT,
-        env={**os.environ, **harness.NODE_SETTINGS, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{role} failed:\n{result.stderr}")
-    return result.stdout
+    """Run one of this module's roles with the node's settings; returns what it printed."""
+    return harness.run_python(env, "-m", "bench.score_updates", "--role", role, *args)
 
 
 def _drive_service(node: harness.Node, url: str, *, clients: int, duration: int) -> ServiceFigures:
@@ -630,26 +619,12 @@ def prepare(service_tokens: int, pgbench_tokens: int) -> None:
 
 def _issue_template_token(user: Any) -> uuid.UUID:
     """One action token issued the real way, from a game server's signed proof."""
-    from django.utils import timezone
-
     from scoring.models import ActionToken
-    from scoring.services import ActionClaim, action_complete, game_server_create
+    from scoring.services import game_server_create
 
     server, secret = game_server_create(name="bench-scores")
-    action_id = uuid.uuid4()
-    completed_at = timezone.now()
-    timestamp = completed_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    action_complete(
-        user=user,
-        claim=ActionClaim(
-            action_type=ACTION_TYPE,
-            action_id=action_id,
-            action_id_text=str(action_id),
-            timestamp=completed_at,
-            timestamp_text=timestamp,
-            key_id=server.key_id,
-            signature=hmac_hex(secret, f"{user.pk}:{ACTION_TYPE}:{action_id}:{timestamp}"),
-        ),
+    action_id, _, _ = harness.complete_action(
+        user, key_id=server.key_id, secret=secret, action_type=ACTION_TYPE
     )
     return ActionToken.objects.get(action_id=action_id).pk
 
