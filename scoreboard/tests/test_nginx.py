@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import _missing_service
+from conftest import _missing_service, stop_process
 from realtime.tests.cluster import (
     CHANNEL,
     NODE_SETTINGS,
@@ -314,12 +314,7 @@ def edge(
         site.wait_for(serving, "answer from nginx")
         yield site
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 # ---- the tests ---------------------------------------------------------------------------
