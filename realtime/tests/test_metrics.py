@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
@@ -19,7 +18,7 @@ from realtime import broadcast
 from realtime.boards import channels_showing
 from realtime.broadcast import flush_changed_channels
 from realtime.state import broadcast_state
-from realtime.tests.conftest import index_built
+from realtime.tests.conftest import WAIT, index_built
 from scoreboard.asgi import application
 from scoreboard.config import Rate
 from scoreboard.tests.metric_samples import RegistryDelta, registry_value
@@ -27,7 +26,6 @@ from scoring.periods import DEFAULT_BOARD
 from scoring.tests.fixtures import GameServerKey, Player
 
 TOP10 = "leaderboard.top10"
-WAIT = 10
 LAG = "scoreboard_live_broadcast_lag_seconds"
 PUBLISHED = "scoreboard_live_broadcasts_published_total"
 CONNECTIONS = "scoreboard_live_connections"
@@ -157,38 +155,19 @@ async def test_an_open_websocket_is_counted_until_it_closes_and_its_frames_are_c
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("live_hub")
 async def test_an_open_event_stream_is_counted_until_it_ends(
-    make_player: Callable[..., Player],
+    make_player: Callable[..., Player], open_stream: Callable[..., Any]
 ) -> None:
     ann = await database_sync_to_async(make_player)(username="ann")
     token = await database_sync_to_async(access_token)(ann)
     open_streams = RegistryDelta((CONNECTIONS, {"transport": "sse"}))
     frames = RegistryDelta((FRAMES, {"transport": "sse"}))
-    stream = ApplicationCommunicator(
-        application,
-        {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/api/v1/leaderboard/stream",
-            "raw_path": b"/api/v1/leaderboard/stream",
-            "root_path": "",
-            "query_string": f"channel={TOP10}".encode(),
-            "headers": [(b"host", b"testserver"), (b"authorization", f"Bearer {token}".encode())],
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-        },
-    )
-    await stream.send_input({"type": "http.request", "body": b"", "more_body": False})
+    stream = await open_stream(f"channel={TOP10}", token)
 
-    assert (await stream.receive_output(timeout=WAIT))["status"] == 200
-    body = b""
-    while b"event: leaderboard.update" not in body:  # after `retry: 3000`, the snapshot
-        body += (await stream.receive_output(timeout=WAIT))["body"]
+    assert (await stream.start())[0] == 200
+    assert (await stream.event())[0] == "leaderboard.update"  # after `retry: 3000`, the snapshot
     assert open_streams() == [1]
     await eventually(lambda: frames() == [1])
 
-    await stream.send_input({"type": "http.disconnect"})
-    await stream.wait(timeout=WAIT)
+    await stream.communicator.send_input({"type": "http.disconnect"})
+    await stream.communicator.wait(timeout=WAIT)
     assert open_streams() == [0]
