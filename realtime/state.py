@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from leaderboard.backends.redis import as_text, connection
+from scoreboard.redis_scripts import registered
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,9 @@ return redis.call('INCR', KEYS[2])
 class RedisBroadcastState:
     def __init__(self, client: Any = None) -> None:
         self.client = client or connection()
-        self._mark_dirty = self.client.register_script(_MARK_DIRTY)
-        self._claim_due = self.client.register_script(_CLAIM_DUE)
-        self._commit = self.client.register_script(_COMMIT)
+        self._mark_dirty = registered(self.client, _MARK_DIRTY)
+        self._claim_due = registered(self.client, _CLAIM_DUE)
+        self._commit = registered(self.client, _COMMIT)
 
     @staticmethod
     def _base() -> str:

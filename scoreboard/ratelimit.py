@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 from scoreboard import metrics
 from scoreboard.config import Rate
 from scoreboard.errors import OUTAGE_RETRY_AFTER_SECONDS, RateLimited, RedisUnavailable
+from scoreboard.redis_scripts import registered
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def _key(limit: RateLimit, identity: str, window: int) -> str:
 
 def _redis_hit(counters: Sequence[_Counter]) -> tuple[list[int], bool]:
     connection = get_redis_connection("default")
-    script = connection.register_script(_HIT_SCRIPT)
+    script = registered(connection, _HIT_SCRIPT)
     reply = script(
         keys=[counter.key for counter in counters],
         args=[value for counter in counters for value in (counter.limit, counter.ttl)],

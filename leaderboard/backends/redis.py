@@ -25,6 +25,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 
 from leaderboard.backends.base import BoardKey, Position, Standing, ranked
+from scoreboard.redis_scripts import registered
 from scoring.periods import period_end
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -208,11 +209,11 @@ def connection() -> Any:
 class RedisBoard:
     def __init__(self, client: Any = None) -> None:
         self.client = client or connection()
-        self._write = self.client.register_script(_WRITE)
-        self._page = self.client.register_script(_PAGE)
-        self._position = self.client.register_script(_POSITION)
-        self._total = self.client.register_script(_TOTAL)
-        self._count_above = self.client.register_script(_COUNT_ABOVE)
+        self._write = registered(self.client, _WRITE)
+        self._page = registered(self.client, _PAGE)
+        self._position = registered(self.client, _POSITION)
+        self._total = registered(self.client, _TOTAL)
+        self._count_above = registered(self.client, _COUNT_ABOVE)
 
     # --- reads ------------------------------------------------------------------------------
 
