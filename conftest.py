@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import redis
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from scoreboard.ratelimit import reset_local_counters
+from scoreboard import ratelimit
 
 pytest_plugins = ("scoring.tests.fixtures", "scoreboard.tests.served", "realtime.tests.cluster")
 
@@ -83,7 +84,21 @@ def _fresh_cache() -> None:
     With REDIS_URL the cache's clear() flushes the Redis database, rate-limit keys included.
     """
     cache.clear()
-    reset_local_counters()
+    ratelimit.reset_local_counters()
+
+
+# Every window a rate can name (a second, a minute, an hour, a day) divides a day.
+_LONGEST_WINDOW_SECONDS = 86_400
+
+
+@pytest.fixture(autouse=True)
+def _rate_limit_windows_open_with_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rate-limit clock runs at real speed but starts each test one second into a fresh
+    window, so a test that counts requests against a limit never straddles a window edge
+    (a burst across it would find its counters reset). Tests that move time set their own."""
+    started = time.time()
+    offset = started % _LONGEST_WINDOW_SECONDS - 1
+    monkeypatch.setattr(ratelimit, "clock", lambda: time.time() - offset)
 
 
 @pytest.fixture
