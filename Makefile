@@ -48,13 +48,15 @@ $(VENV)/.requirements-bench: requirements.txt requirements-dev.txt requirements-
 
 # The benchmark suite (bench/README.md) on the local PostgreSQL and Redis, one after the other so
 # that no two share the cores. BENCH_ARGS=--quick for a short run.
-# Each samples where the CPU goes with py-spy: the first two in a pass of their own, the fan-out
-# in a second run at 5,000 clients (one update a second, nothing else), recorded apart.
+# The fan-out runs again at 5,000 clients with only the leader scoring (one board update a
+# second and nothing else). Each samples where the CPU goes with py-spy: the first two in a pass
+# of their own, the fan-out in a run of its own at 5,000 clients, recorded apart.
 bench: $(VENV)/.requirements-bench
 	$(BIN)/python -m bench.score_updates --profile 32 $(BENCH_ARGS)
 	$(BIN)/python -m bench.board_reads --profile $(BENCH_ARGS)
 	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
-	$(BIN)/python -m bench.fanout --clients 5000 --movers 1 --profile $(BENCH_ARGS)
+	$(BIN)/python -m bench.fanout --clients 5000 --movers 1 $(BENCH_ARGS)
+	$(BIN)/python -m bench.fanout --clients 5000 --profile $(BENCH_ARGS)
 
 # The live board's browser test (realtime/tests/test_live_page.py) runs Debian's chromium.
 chromium:

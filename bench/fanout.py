@@ -811,11 +811,10 @@ def main() -> None:
     )
 
     raise_open_files_limit()
-    # A sampled run's figures include the sampler: it keeps results of its own.
-    report = harness.Report(
-        "fanout-profiled" if args.profile else "fanout",
-        "WebSocket fan-out: two app nodes, one board channel",
-    )
+    # Each kind of run keeps its own latest results: leader-only, and sampled (its figures
+    # include the sampler).
+    name = "fanout" + ("-leader-only" if args.movers == 1 else "") + ("-profiled" * args.profile)
+    report = harness.Report(name, "WebSocket fan-out: two app nodes, one board channel")
     prefix = f"bench-fanout-{secrets.token_hex(4)}"
     rows, curves = [], {}
     profiles: list[tuple[int, harness.Profile]] = []
