@@ -108,7 +108,8 @@ def database_config(
 
     Under ASGI a persistent connection per request thread leaks connections, so PostgreSQL
     uses Django's psycopg pool (which requires CONN_MAX_AGE=0) with a short wait, so that an
-    exhausted pool fails fast with a 503 instead of hanging for psycopg's default 30 s.
+    exhausted pool fails fast with a 503 instead of hanging for psycopg's default 30 s; a row
+    lock is waited for at most DB_LOCK_TIMEOUT_MS, for the same reason.
     """
     url = env.get(variable, "").strip()
     if not url:
@@ -130,6 +131,13 @@ def database_config(
             "timeout": env_int(env, "DB_POOL_TIMEOUT", 5, minimum=1),
         },
     }
+    lock_timeout_ms = env_int(env, "DB_LOCK_TIMEOUT_MS", 2000, minimum=0)
+    if lock_timeout_ms:
+        # A statement waiting longer for a row lock (a hot player, a moderator's decision)
+        # fails, and the request answers 503, instead of holding its connection until the
+        # lock is gone. 0 sends nothing: for poolers that refuse startup options, set
+        # lock_timeout on the database role instead.
+        config["OPTIONS"]["options"] = f"-c lock_timeout={lock_timeout_ms}"
     return config
 
 

@@ -44,6 +44,7 @@ def test_postgres_url_means_psycopg_with_a_pool_that_fails_fast(tmp_path: Path) 
     assert database["CONN_MAX_AGE"] == 0
     assert database["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 10, "timeout": 5}
     assert database["OPTIONS"]["connect_timeout"] == 3
+    assert database["OPTIONS"]["options"] == "-c lock_timeout=2000"
 
 
 def test_pool_sizes_come_from_the_environment(tmp_path: Path) -> None:
@@ -56,6 +57,17 @@ def test_pool_sizes_come_from_the_environment(tmp_path: Path) -> None:
     pool = config.database_config(env, base_dir=tmp_path)["OPTIONS"]["pool"]
 
     assert (pool["max_size"], pool["timeout"]) == (40, 2)
+
+
+@pytest.mark.parametrize(("value", "options"), [("500", "-c lock_timeout=500"), ("0", None)])
+def test_the_lock_timeout_comes_from_the_environment_and_0_sends_none(
+    tmp_path: Path, value: str, options: str | None
+) -> None:
+    env = {"DATABASE_URL": "postgres://localhost/scoreboard", "DB_LOCK_TIMEOUT_MS": value}
+
+    database = config.database_config(env, base_dir=tmp_path)
+
+    assert database["OPTIONS"].get("options") == options
 
 
 @pytest.mark.parametrize(
