@@ -20,7 +20,12 @@ from rest_framework.test import APIClient
 
 from scoreboard import ratelimit
 
-pytest_plugins = ("scoring.tests.fixtures", "scoreboard.tests.served", "realtime.tests.cluster")
+pytest_plugins = (
+    "scoring.tests.fixtures",
+    "scoreboard.tests.served",
+    "realtime.tests.cluster",
+    "scoreboard.tests.edge",
+)
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"

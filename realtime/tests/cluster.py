@@ -197,6 +197,16 @@ class Player:
 
 
 @dataclass(frozen=True)
+class Earned:
+    """An action token and the signed score update that spends it."""
+
+    player: Player
+    action_id: str
+    token: str
+    update: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     base_url: str
@@ -207,7 +217,14 @@ class Node:
         return self.base_url.replace("http://", "ws://", 1) + "/ws/leaderboard"
 
     def call(
-        self, method: str, path: str, body: Any = None, *, token: str = "", **headers: str
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str = "",
+        timeout: float = 10,
+        **headers: str,
     ) -> tuple[int, Any]:
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -218,7 +235,7 @@ class Node:
             headers={"Content-Type": "application/json", **headers},
         )
         try:
-            with HTTP.open(request, timeout=10) as response:
+            with HTTP.open(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
@@ -347,6 +364,8 @@ class Cluster:
     b: Node
     key_id: str
     secret: str
+    # What the nodes run with (their services and settings), for management commands.
+    env: dict[str, str] = field(default_factory=dict)
     names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def register(self, node: Node, stem: str, *, country: str = "US") -> Player:
@@ -372,6 +391,15 @@ class Cluster:
     def score(self, node: Node, player: Player, action_type: str) -> dict[str, Any]:
         """The README's flow: the game server's proof buys an action token, which the
         player spends on a signed score update. Returns the update's `data`."""
+        status, earned = self.earn(node, player, action_type)
+        assert isinstance(earned, Earned), earned
+        status, body = self.spend(node, earned)
+        assert status == 200, body
+        return dict(body["data"])
+
+    def earn(self, node: Node, player: Player, action_type: str) -> tuple[int, Earned | Any]:
+        """Complete an action with the game server's proof: (201, the token and the signed
+        update that spends it), or the status and body of the refusal."""
         action_id, stamp = str(uuid.uuid4()), now_iso()
         proof = hmac_sha256_hex(self.secret, f"{player.user_id}:{action_type}:{action_id}:{stamp}")
         status, body = node.call(
@@ -385,27 +413,32 @@ class Cluster:
             },
             token=player.access,
         )
-        assert status == 201, body
+        if status != 201:
+            return status, body
         increment = body["data"]["scoreIncrement"]
         signature = hmac_sha256_hex(
             player.signing_key, f"{player.user_id}{action_id}{stamp}{increment}"
         )
-        status, body = node.call(
+        update = {
+            "userId": player.user_id,
+            "actionType": action_type,
+            "actionId": action_id,
+            "scoreIncrement": increment,
+            "timestamp": stamp,
+            "clientSignature": signature,
+        }
+        return status, Earned(player, action_id, body["data"]["actionToken"], update)
+
+    def spend(self, node: Node, earned: Earned, **headers: str) -> tuple[int, Any]:
+        """Submit the signed score update with its action token."""
+        return node.call(
             "POST",
             "/api/v1/scores/update",
-            {
-                "userId": player.user_id,
-                "actionType": action_type,
-                "actionId": action_id,
-                "scoreIncrement": increment,
-                "timestamp": stamp,
-                "clientSignature": signature,
-            },
-            token=player.access,
-            **{"X-Action-Token": body["data"]["actionToken"]},
+            earned.update,
+            token=earned.player.access,
+            **{"X-Action-Token": earned.token},
+            **headers,
         )
-        assert status == 200, body
-        return dict(body["data"])
 
     async def socket(self, stack: AsyncExitStack, url: str, **options: Any) -> LiveSocket:
         """A WebSocket to `url`, closed when `stack` is."""
