@@ -12,7 +12,7 @@ PORT ?= 8000
 # Client addresses come from the socket; trusted proxies are handled by the application.
 UVICORN_FLAGS ?= --no-access-log --ws-max-size 1048576 --ws-per-message-deflate false --no-proxy-headers
 
-.PHONY: run serve test bench chromium nginx promtool lint format schema migrate clean
+.PHONY: run serve test reliability reliability-all bench chromium nginx promtool lint format schema migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ serve:
 
 test: $(VENV)/.requirements-dev chromium nginx promtool
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The reliability suite (docs/reliability.md): real nodes on PostgreSQL and Redis, faults
+# injected from outside. `reliability` runs the fast scenarios (CI), `reliability-all` all.
+reliability: $(VENV)/.requirements-dev nginx
+	$(BIN)/pytest tests/reliability $(PYTEST_ARGS)
+
+reliability-all: $(VENV)/.requirements-dev nginx
+	$(BIN)/pytest tests/reliability --slow $(PYTEST_ARGS)
 
 $(VENV)/.requirements-bench: requirements.txt requirements-dev.txt requirements-bench.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-bench.txt
