@@ -186,7 +186,7 @@ def mark_new_buckets(*, before: datetime, now: datetime) -> None:
 def snapshot_batch(channel: LiveChannel) -> Batch:
     """A new subscriber's first frame. `seq` is read before the board, so an update racing
     with the snapshot is never older than it."""
-    seq = broadcast_state().current_seq(channel.name)
+    [seq] = broadcast_state().current_seqs([channel.name])
     moment = timezone.now()
     rows = live_rows(channel, at=moment)
     frame = update_frame(channel.name, seq=seq, rows=rows, moment=moment, snapshot=True)

@@ -10,6 +10,14 @@ The hub also runs this process's share of the cluster-wide throttled flush, whil
 local subscribers: any process with listeners may claim a changed channel, and exactly one
 does per interval. And it rechecks the users of all the process's connections at each
 heartbeat in one query, instead of one query (and one thread hop) per connection.
+
+Redis pub/sub keeps nothing for a subscriber that is not connected: a batch published while
+this process's subscription is down (Redis restarting, a network blip; the channel layer
+re-subscribes about a second later) never arrives, and if the board then stays still its
+local clients would show the old board indefinitely. So the hub also compares, every few
+intervals, each channel's cluster-wide `seq` with that of the last batch it dispatched; a
+channel that stays different for a whole check gets a fresh snapshot for its local
+subscribers (`scoreboard_live_resyncs_total`).
 """
 
 from __future__ import annotations
@@ -27,9 +35,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from realtime import auth
-from realtime.boards import LiveChannel
-from realtime.broadcast import flush_changed_channels, flush_tick_ms, mark_new_buckets
+from realtime.boards import LiveChannel, live_channel
+from realtime.broadcast import (
+    flush_changed_channels,
+    flush_tick_ms,
+    mark_new_buckets,
+    snapshot_batch,
+)
 from realtime.frames import Batch
+from realtime.state import broadcast_state
+from scoreboard import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +107,13 @@ class Hub:
         self._membership = asyncio.Lock()
         self._inbox: str | None = None
         self._ready = asyncio.Event()
+        # Channel → `seq` of the last batch dispatched to its local subscribers.
+        self._dispatched: dict[str, int] = {}
         self._tasks = [
             self.loop.create_task(self._receive_forever(), name="live-hub-receive"),
             self.loop.create_task(self._flush_forever(), name="live-hub-flush"),
             self.loop.create_task(self._recheck_forever(), name="live-hub-recheck"),
+            self.loop.create_task(self._resync_forever(), name="live-hub-resync"),
         ]
         self._error_logged_at = 0.0
 
@@ -116,6 +134,7 @@ class Hub:
                 except Exception:
                     del self._members[channel.name]
                     raise
+                await self._note_current_seq(channel.name)
             members.add(subscriber)
 
     async def leave(self, channel: LiveChannel, subscriber: Subscriber) -> None:
@@ -128,6 +147,7 @@ class Hub:
             if members:
                 return
             del self._members[channel.name]
+            self._dispatched.pop(channel.name, None)
             try:
                 await self.layer.group_discard(channel.group, self._inbox)
             except Exception as error:
@@ -146,6 +166,7 @@ class Hub:
         self._watched.pop(connection, None)
 
     def dispatch(self, batch: Batch) -> None:
+        self._dispatched[batch.channel] = batch.seq
         for subscriber in list(self._members.get(batch.channel, ())):
             subscriber.deliver(batch)
 
@@ -215,12 +236,72 @@ class Hub:
                     del self._watched[connection]
                     on_refused()
 
+    async def _note_current_seq(self, name: str) -> None:
+        """Where a newly joined channel stands, for the resync checks to compare with (what
+        its first subscriber's snapshot shows). Read at the first check instead if Redis
+        cannot be reached now."""
+        try:
+            [seq] = await database_sync_to_async(broadcast_state().current_seqs)([name])
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._log_error("seq read", error)
+            return
+        self._dispatched.setdefault(name, seq)
+
+    async def _resync_forever(self) -> None:
+        # Channel → the cluster-wide `seq` it differed at, at the previous check.
+        differing: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(resync_check_seconds())
+            channels = list(self._members)
+            if not channels:
+                continue
+            try:
+                seqs = await database_sync_to_async(broadcast_state().current_seqs)(channels)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._log_error("resync check", error)
+                continue
+            for name, seq in zip(channels, seqs, strict=True):
+                if self._dispatched.setdefault(name, seq) == seq:
+                    differing.pop(name, None)
+                elif differing.get(name) != seq:
+                    differing[name] = seq  # maybe a batch on its way: look again next time
+                else:
+                    del differing[name]
+                    await self._resync(name)
+
+    async def _resync(self, name: str) -> None:
+        channel = live_channel(name)
+        if channel is None or name not in self._members:
+            return
+        try:
+            batch = await database_sync_to_async(snapshot_batch)(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._log_error("resync", error)
+            return
+        logger.warning(
+            "Live channel %s missed a publication here: resynced at seq %s", name, batch.seq
+        )
+        metrics.LIVE_RESYNCS.inc()
+        self.dispatch(batch)
+
     def _log_error(self, what: str, error: Exception) -> None:
         """At most one log line per interval: in an outage every tick fails the same way."""
         now = time.monotonic()
         if now - self._error_logged_at >= _ERROR_LOG_INTERVAL_SECONDS:
             self._error_logged_at = now
             logger.error("Live hub %s failed; retrying: %r", what, error, exc_info=error)
+
+
+def resync_check_seconds() -> float:
+    """How often the hub compares its channels' `seq` with the cluster's: every two broadcast
+    intervals, at least every second. A missed publication is made good within two checks."""
+    return max(2 * settings.SCOREBOARD_BROADCAST_INTERVAL_MS / 1000, 1.0)
 
 
 def _flush(checked_at: Any, now: Any) -> list[tuple[LiveChannel, Batch]]:

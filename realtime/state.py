@@ -48,7 +48,7 @@ class BroadcastState(Protocol):
 
     def commit(self, claim: Claim, board_json: str) -> int | None: ...
 
-    def current_seq(self, channel: str) -> int: ...
+    def current_seqs(self, channels: list[str]) -> list[int]: ...
 
 
 class LocalBroadcastState:
@@ -93,9 +93,9 @@ class LocalBroadcastState:
             self._last[claim.channel] = board_json
             return seq
 
-    def current_seq(self, channel: str) -> int:
+    def current_seqs(self, channels: list[str]) -> list[int]:
         with self._lock:
-            return self._seq.get(channel, 0)
+            return [self._seq.get(channel, 0) for channel in channels]
 
 
 # KEYS: the dirty hash (channel → first mark, ms since the epoch). ARGV: mark time, channels.
@@ -177,8 +177,13 @@ class RedisBroadcastState:
         )
         return None if seq is None else int(seq)
 
-    def current_seq(self, channel: str) -> int:
-        return int(self.client.get(f"{self._base()}{channel}:seq") or 0)
+    def current_seqs(self, channels: list[str]) -> list[int]:
+        """Each channel's `seq`, in one round trip (0 where Redis has none: never published,
+        or lost with Redis's data)."""
+        if not channels:
+            return []
+        values = self.client.mget([f"{self._base()}{channel}:seq" for channel in channels])
+        return [int(value or 0) for value in values]
 
 
 _local_state = LocalBroadcastState()

@@ -120,6 +120,11 @@ LIVE_BROADCAST_LAG = Histogram(
     "update that carries the change; the throttle interval bounds it in normal operation.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
+LIVE_RESYNCS = Counter(
+    "scoreboard_live_resyncs_total",
+    "Live channels a node resent as a fresh snapshot to its clients because a publication "
+    "never reached it (its channel-layer subscription was down when it was published).",
+)
 LIVE_FRAMES_SENT = Counter(
     "scoreboard_live_frames_sent_total",
     "Board frames (snapshots, updates, rank changes, new leaders) written to live clients, "

@@ -207,7 +207,7 @@ def test_a_board_that_did_not_change_publishes_nothing_and_takes_no_seq(
     wait_interval()
     broadcast_state().mark_dirty([TOP10])
     assert flush_changed_channels() == []
-    assert broadcast_state().current_seq(TOP10) == 1
+    assert broadcast_state().current_seqs([TOP10]) == [1]
 
 
 def test_hidden_players_change_nothing_live(

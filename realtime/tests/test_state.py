@@ -70,7 +70,7 @@ def test_seq_grows_by_one_per_publication_and_the_last_board_comes_with_the_next
     new_state: Callable[[], BroadcastState],
 ) -> None:
     state = new_state()
-    assert state.current_seq("leaderboard.top10") == 0
+    assert state.current_seqs(["leaderboard.top10"]) == [0]
     seqs = []
     previous = []
     for board in ('[{"rank":1}]', '[{"rank":2}]', '[{"rank":3}]'):
@@ -81,8 +81,7 @@ def test_seq_grows_by_one_per_publication_and_the_last_board_comes_with_the_next
         time.sleep(0.005)
     assert seqs == [1, 2, 3]
     assert previous == [None, '[{"rank":1}]', '[{"rank":2}]']
-    assert state.current_seq("leaderboard.top10") == 3
-    assert state.current_seq("leaderboard.daily.top10") == 0
+    assert state.current_seqs(["leaderboard.top10", "leaderboard.daily.top10"]) == [3, 0]
 
 
 def test_a_claim_overtaken_by_a_later_one_publishes_nothing(
@@ -97,7 +96,7 @@ def test_a_claim_overtaken_by_a_later_one_publishes_nothing(
 
     assert fast_node.commit(fast, '["new"]') == 1
     assert slow_node.commit(slow, '["old"]') is None
-    assert fast_node.current_seq("leaderboard.top10") == 1
+    assert fast_node.current_seqs(["leaderboard.top10"]) == [1]
     fast_node.mark_dirty(["leaderboard.top10"])
     time.sleep(0.005)
     (next_claim,) = fast_node.claim_due(1)
