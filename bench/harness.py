@@ -89,7 +89,9 @@ def machine() -> dict[str, Any]:
     }
 
 
-def commit() -> str:
+def commit(*, results: Sequence[str] = ("bench/results",)) -> str:
+    """The checked-out commit, with `+changes` when tracked files other than the `results`
+    folders or files differ from it."""
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
         cwd=ROOT,
@@ -98,7 +100,7 @@ def commit() -> str:
         check=False,
     ).stdout.strip()
     # Results written by an earlier benchmark of the same run do not count as changes.
-    dirty = subprocess.run(
+    dirty = subprocess.run(  # noqa: S603
         [  # noqa: S607
             "git",
             "status",
@@ -106,7 +108,7 @@ def commit() -> str:
             "--untracked-files=no",
             "--",
             ".",
-            ":(exclude)bench/results",
+            *(f":(exclude){path}" for path in results),
         ],
         cwd=ROOT,
         capture_output=True,

@@ -68,7 +68,7 @@ class LedgerReport:
 def ledger(database_url: str, redis_url: str, prefix: str, outcomes: Outcomes) -> LedgerReport:
     with psycopg.connect(database_url, connect_timeout=5) as db:
         counted = Counter(
-            (str(user_id), action_id)
+            (str(user_id), str(action_id))
             for user_id, action_id in db.execute(
                 "SELECT user_id, action_id FROM scoring_scoreupdate WHERE status = ANY(%s)",
                 [list(COUNTED)],
@@ -101,10 +101,10 @@ def ledger(database_url: str, redis_url: str, prefix: str, outcomes: Outcomes) -
 def assert_ledger_holds(cluster: Cluster, outcomes: Outcomes) -> LedgerReport:
     env = cluster.env
     report = ledger(env["DATABASE_URL"], env["REDIS_URL"], env["REDIS_KEY_PREFIX"], outcomes)
-    assert report.lost == []
-    assert report.tokens_spent_twice == 0
-    assert report.totals_off == {}
-    assert report.board_matches
+    assert report.lost == [], report
+    assert report.tokens_spent_twice == 0, report
+    assert report.totals_off == {}, report
+    assert report.board_matches, report
     return report
 
 

@@ -9,10 +9,11 @@ from it.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.harness import commit
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "reliability-results.json"
@@ -52,7 +53,9 @@ class Report:
     def write(self) -> None:
         if not self.rows:
             return
-        stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{_commit()}`"
+        # The suite's own output does not count as a change to the commit it ran.
+        written = [str(path.relative_to(ROOT)) for path in (RESULTS, DOCUMENT)]
+        stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{commit(results=written)}`"
         stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         for row in self.rows:
             stored[row.scenario] = asdict(row) | {"run": stamp}
@@ -81,14 +84,3 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value).replace("|", "\\|")
-
-
-def _commit() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stdout.strip() or "unknown"
