@@ -113,7 +113,7 @@ def score_update_approve(
         ):
             return _unchanged(update, ModerationAction.APPROVE)
         if update.status == ScoreStatus.HELD:
-            user = User.objects.get(pk=update.user_id)
+            user = _locked_player(update)
             totals, ranks = _shift_totals(
                 user=user, update=update, points=update.score_increment, at=now
             )
@@ -171,7 +171,7 @@ def score_update_reject(
                 at=now,
             )
         if update.status in (ScoreStatus.COUNTED, ScoreStatus.FLAGGED):
-            user = User.objects.get(pk=update.user_id)
+            user = _locked_player(update)
             previous_status = update.status
             points = update.score_increment
             totals, ranks = _shift_totals(user=user, update=update, points=-points, at=now)
@@ -213,6 +213,14 @@ def score_update_reject(
 
 _REVIEW_FIELDS = ("reviewed_by", "reviewed_at", "review_decision", "review_reason")
 _SCORE_FIELDS = ("previous_score", "new_score", "previous_rank", "new_rank")
+
+
+def _locked_player(update: ScoreUpdate) -> User:
+    """The update's player, row locked before any of their totals: a score update locks the
+    player first and their totals after, and taking them the other way round deadlocks with
+    it (the reversal's and the decision's foreign keys would wait on the player's row while
+    holding the totals a score update waits for)."""
+    return User.objects.select_for_update().get(pk=update.user_id)
 
 
 def _locked_update(update_id: uuid.UUID) -> ScoreUpdate:
@@ -332,7 +340,8 @@ def _shift_totals(
 ) -> tuple[ShiftedTotals, tuple[int | None, int | None]]:
     """Add `points` (negative: subtract) to the user's totals in the buckets `update` was made
     in; returns the new totals with the all-time score and rank before and after."""
-    # All time first: the lock order of score_update_apply, so the two cannot deadlock.
+    # The player's row is locked already; then all time first: the lock order of
+    # score_update_apply, so the two cannot deadlock.
     previous_score = (
         ScoreTotal.objects.select_for_update()
         .filter(
