@@ -14,11 +14,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from realtime.tests.cluster import CHANNEL, WAIT_SECONDS, Cluster, Earned, LiveSocket, Node, Player
+from scoreboard.tests.edge import send
+from scoreboard.tests.metric_samples import parse_scrape, sample
 from tests.reliability.ledger import Outcomes
 
 ACTION = "ACHIEVEMENT_UNLOCK"  # no minimum duration, no daily cap
+# Lets a scenario read a node's /metrics (SCOREBOARD_METRICS_TOKEN).
+METRICS_TOKEN = "reliability-metrics-" + "m" * 20
 # A refused connection, a reset or a timeout: the request may or may not have been applied.
 NO_ANSWER = 0
+
+
+def live_connections(node: Node) -> int:
+    """The WebSockets the node counts as open (its node must run with METRICS_TOKEN)."""
+    status, _, body = send(
+        node.base_url, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    assert status == 200
+    return int(
+        sample(parse_scrape(body.decode()), "scoreboard_live_connections", transport="websocket")
+    )
 
 
 def call_or_no_answer(call: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:

@@ -5,6 +5,11 @@ field. Every refusal is a 4xx in the error envelope (never a 5xx), and nothing c
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
 import time
 import urllib.parse
 import uuid
@@ -13,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, suppress
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -21,10 +27,18 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import TEST_PASSWORD
-from realtime.tests.cluster import CHANNEL, NODE_SETTINGS, Cluster, Earned
+from realtime.tests.cluster import CHANNEL, NODE_SETTINGS, Cluster, Earned, Node
 from scoreboard.tests.edge import send
 from tests.reliability.ledger import Outcomes, assert_ledger_holds
-from tests.reliability.load import ACTION, spend_and_record
+from tests.reliability.load import (
+    ACTION,
+    METRICS_TOKEN,
+    Listener,
+    SteadyLoad,
+    live_connections,
+    scored,
+    spend_and_record,
+)
 from tests.reliability.report import Report, Row
 
 SIGNING_KEY = NODE_SETTINGS["SCOREBOARD_JWT_SIGNING_KEY"]
@@ -32,6 +46,7 @@ BURST = 100
 PER_PLAYER_LIMIT = 10
 PER_IP_LIMIT = 20
 ROTATED_REQUESTS = 30
+LET_GO_SECONDS = 150.0
 # A second loopback address: the rotating client's own, so no other request counts against it.
 ROTATING_CLIENT = "127.0.0.3"
 INJECTIONS = (
@@ -304,6 +319,99 @@ def test_injection_strings_in_every_text_field_change_nothing(
             accepted=sent - len(refused),
             rejected=len(refused),
             lost=0,
+            converged_seconds=None,
+        )
+    )
+
+
+def stuck_client(node: Node, ticket: str) -> socket.socket:
+    """A WebSocket that subscribes and then never reads again, with a tiny receive buffer: the
+    node's writes back up into its own buffers."""
+    address = urllib.parse.urlsplit(node.base_url)
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.settimeout(10)
+    client.connect((address.hostname or "127.0.0.1", address.port or 80))
+    key = base64.b64encode(os.urandom(16)).decode()
+    client.sendall(
+        f"GET /ws/leaderboard?ticket={ticket} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {key}\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += client.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    payload = json.dumps({"event": "subscribe", "data": {"channel": CHANNEL}}).encode()
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    client.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    return client
+
+
+def rss_kib(process: subprocess.Popen[bytes]) -> int:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_client_that_never_reads_is_let_go_and_others_are_unaffected(
+    make_cluster: Callable[..., Cluster],
+    server_processes: dict[str, subprocess.Popen[bytes]],
+    reliability_report: Report,
+) -> None:
+    cluster = make_cluster(
+        SCOREBOARD_BROADCAST_INTERVAL_MS="50",
+        SCOREBOARD_WS_HEARTBEAT_SECONDS="2",
+        SCOREBOARD_METRICS_TOKEN=METRICS_TOKEN,
+    )
+    node = cluster.a
+    players = [cluster.register(node, "reader") for _ in range(10)]
+    # Long avatars: every board frame is several kilobytes. Even so the kernel takes the stuck
+    # socket's backlog up to its send buffer's limit (tcp_wmem, 4 MiB here) before the node's
+    # own writes block and it closes the socket (4408): about a minute at 20 updates a second.
+    for player in players:
+        avatar = f"https://cdn.example.com/avatars/{player.username}/{'a' * 440}.png"
+        status, body = node.call(
+            "PATCH", "/api/v1/users/me", {"avatar": avatar}, token=player.access
+        )
+        assert status == 200, body
+    process = server_processes[node.base_url]
+    async with AsyncExitStack() as stack:
+        reader = await Listener.open(cluster, stack, node, players[0])
+        stuck = await asyncio.to_thread(stuck_client, node, node.ticket(players[1]))
+        stack.callback(stuck.close)
+        assert await asyncio.to_thread(live_connections, node) == 2
+        before = rss_kib(process)
+        load = SteadyLoad(cluster, players, nodes=(node,), clients=4, allowed=(), pause_seconds=0)
+        started = time.monotonic()
+        while await asyncio.to_thread(live_connections, node) > 1:
+            assert time.monotonic() - started < LET_GO_SECONDS, "the stuck client was never let go"
+            await asyncio.sleep(0.5)
+        let_go = time.monotonic() - started
+        await asyncio.sleep(2)  # the load goes on past it
+        outcomes = await asyncio.to_thread(load.stop)
+        grown = rss_kib(process) - before
+        score = await scored(cluster, node, players[0], outcomes)
+        await reader.hears(cluster, stack, score, resync=False)
+        assert not reader.socket.reader.done()  # the reading client was served throughout
+
+    assert outcomes.unexpected == []
+    updates = [frame for frame in reader.socket.frames if frame.event == "leaderboard.update"]
+    assert len(updates) > 20
+    assert grown < 32 * 1024, f"the node grew by {grown} KiB"
+    checked = assert_ledger_holds(cluster, outcomes)
+    reliability_report.add(
+        Row(
+            scenario="a client that never reads",
+            injected=f"a subscribed socket with a 4 KiB receive buffer that never reads, "
+            f"{len(updates)} board updates; let go after {let_go:.1f} s, node RSS "
+            f"{grown / 1024:+.1f} MiB",
+            sent=outcomes.sent,
+            accepted=len(outcomes.accepted),
+            rejected=outcomes.rejected,
+            lost=len(checked.lost),
             converged_seconds=None,
         )
     )

@@ -11,34 +11,24 @@ from contextlib import AsyncExitStack
 
 import psycopg
 
-from realtime.tests.cluster import Cluster, Earned, Node
-from scoreboard.tests.edge import Edge, send
-from scoreboard.tests.metric_samples import parse_scrape, sample
+from realtime.tests.cluster import Cluster, Earned
+from scoreboard.tests.edge import Edge
 from tests.reliability.conftest import ANOMALY_RULES_OFF
 from tests.reliability.ledger import Outcomes, assert_ledger_holds
 from tests.reliability.load import (
     ACTION,
+    METRICS_TOKEN,
     NO_ANSWER,
     Listener,
     SteadyLoad,
     call_or_no_answer,
+    live_connections,
     scored,
 )
 from tests.reliability.report import Report, Row
 
-METRICS_TOKEN = "reliability-metrics-" + "m" * 20
 SOCKETS = 6
 LOAD_SECONDS = 3.0  # before the kill and after it
-
-
-def live_connections(node: Node) -> int:
-    status, _, body = send(
-        node.base_url, "GET", "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-    )
-    assert status == 200
-    return int(
-        sample(parse_scrape(body.decode()), "scoreboard_live_connections", transport="websocket")
-    )
 
 
 async def test_killed_nodes_lose_nothing_and_their_clients_move_to_the_others(
