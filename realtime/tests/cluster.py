@@ -431,13 +431,9 @@ class Cluster:
 
     def spend(self, node: Node, earned: Earned, **headers: str) -> tuple[int, Any]:
         """Submit the signed score update with its action token."""
+        sent: dict[str, Any] = {"X-Action-Token": earned.token, **headers}
         return node.call(
-            "POST",
-            "/api/v1/scores/update",
-            earned.update,
-            token=earned.player.access,
-            **{"X-Action-Token": earned.token},
-            **headers,
+            "POST", "/api/v1/scores/update", earned.update, token=earned.player.access, **sent
         )
 
     async def socket(self, stack: AsyncExitStack, url: str, **options: Any) -> LiveSocket:
