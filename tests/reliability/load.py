@@ -47,6 +47,20 @@ def earn_or_refusal(cluster: Cluster, node: Node, player: Player) -> tuple[int, 
     return call_or_no_answer(lambda: cluster.earn(node, player, ACTION))
 
 
+def earn_many(cluster: Cluster, node: Node, players: list[Player], count: int) -> list[Earned]:
+    """`count` action tokens with their signed updates, for `players` in turn (8 at a time)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        earned = list(
+            pool.map(
+                lambda turn: earn_or_refusal(cluster, node, players[turn % len(players)]),
+                range(count),
+            )
+        )
+    refused = [(status, item) for status, item in earned if not isinstance(item, Earned)]
+    assert refused == [], refused[:3]
+    return [item for _, item in earned]
+
+
 def spend_and_record(
     cluster: Cluster, node: Node, earned: Earned, outcomes: Outcomes, *, allowed: tuple[int, ...]
 ) -> int:
@@ -99,6 +113,11 @@ class SteadyLoad:
                 if status not in self.allowed:
                     self.outcomes.unexpected.append((status, earned))
             time.sleep(self.pause_seconds)
+
+    @property
+    def refused(self) -> int:
+        """Completions refused: attempts that never got as far as a score update."""
+        return sum(self.completions_refused.values())
 
     def stop(self) -> Outcomes:
         self._stop.set()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.harness import commit
+from tests.reliability.ledger import LedgerReport, Outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "reliability-results.json"
@@ -41,6 +42,29 @@ class Row:
     lost: int
     converged_seconds: float | None
     run: str = ""
+
+    @classmethod
+    def of(
+        cls,
+        scenario: str,
+        injected: str,
+        outcomes: Outcomes,
+        checked: LedgerReport,
+        *,
+        refused: int = 0,
+        converged_seconds: float | None = None,
+    ) -> Row:
+        """The row of a scenario whose score updates `outcomes` recorded; `refused` counts the
+        attempts refused before an update could be sent (completions during an outage)."""
+        return cls(
+            scenario=scenario,
+            injected=injected,
+            sent=outcomes.sent + refused,
+            accepted=len(outcomes.accepted),
+            rejected=outcomes.rejected + refused,
+            lost=len(checked.lost),
+            converged_seconds=converged_seconds,
+        )
 
 
 class Report:

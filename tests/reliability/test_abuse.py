@@ -35,6 +35,7 @@ from tests.reliability.load import (
     METRICS_TOKEN,
     Listener,
     SteadyLoad,
+    earn_many,
     live_connections,
     scored,
     spend_and_record,
@@ -163,9 +164,7 @@ def test_a_hundred_parallel_updates_against_a_limit_of_ten_let_exactly_ten_throu
 ) -> None:
     cluster = make_cluster(SCOREBOARD_RATE_SCORE_UPDATES=f"{PER_PLAYER_LIMIT}/min")
     player = cluster.register(cluster.a, "burst")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        earned = list(pool.map(lambda _: cluster.earn(cluster.a, player, ACTION)[1], range(BURST)))
-    assert all(isinstance(item, Earned) for item in earned)
+    earned = earn_many(cluster, cluster.a, [player], BURST)
     outcomes = Outcomes()
     window_not_about_to_turn()
     with ThreadPoolExecutor(max_workers=BURST) as pool:
@@ -185,14 +184,11 @@ def test_a_hundred_parallel_updates_against_a_limit_of_ten_let_exactly_ten_throu
     assert outcomes.unexpected == []
     checked = assert_ledger_holds(cluster, outcomes)
     reliability_report.add(
-        Row(
-            scenario="100 parallel updates against 10/min",
-            injected=f"{BURST} updates by one player at once over two nodes",
-            sent=outcomes.sent,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected,
-            lost=len(checked.lost),
-            converged_seconds=None,
+        Row.of(
+            "100 parallel updates against 10/min",
+            f"{BURST} updates by one player at once over two nodes",
+            outcomes,
+            checked,
         )
     )
 
@@ -403,15 +399,12 @@ async def test_a_client_that_never_reads_is_let_go_and_others_are_unaffected(
     assert grown < 32 * 1024, f"the node grew by {grown} KiB"
     checked = assert_ledger_holds(cluster, outcomes)
     reliability_report.add(
-        Row(
-            scenario="a client that never reads",
-            injected=f"a subscribed socket with a 4 KiB receive buffer that never reads, "
+        Row.of(
+            "a client that never reads",
+            f"a subscribed socket with a 4 KiB receive buffer that never reads, "
             f"{len(updates)} board updates; let go after {let_go:.1f} s, node RSS "
             f"{grown / 1024:+.1f} MiB",
-            sent=outcomes.sent,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected,
-            lost=len(checked.lost),
-            converged_seconds=None,
+            outcomes,
+            checked,
         )
     )

@@ -15,7 +15,7 @@ from conftest import TEST_PASSWORD
 from realtime.tests.cluster import Cluster, Earned
 from scoreboard.tests.served import manage
 from tests.reliability.ledger import Outcomes, assert_ledger_holds
-from tests.reliability.load import ACTION, spend_and_record
+from tests.reliability.load import ACTION, earn_many, spend_and_record
 from tests.reliability.report import Report, Row
 
 FLAGGED_FIRST = 20  # the first counts plainly, the repeats are flagged
@@ -62,11 +62,7 @@ def test_decisions_raced_against_new_updates_leave_exact_totals(
     assert len(flagged) == FLAGGED_FIRST - 1
     rejected = {item["id"]: item["actionId"] for item in flagged[::2]}
     approved = [item["id"] for item in flagged[1::2]]
-    fresh = []
-    for _ in range(NEW_UPDATES):
-        status, earned = cluster.earn(cluster.b, player, ACTION)
-        assert isinstance(earned, Earned), (status, earned)
-        fresh.append(earned)
+    fresh = earn_many(cluster, cluster.b, [player], NEW_UPDATES)
 
     decisions: Counter[int] = Counter()
 

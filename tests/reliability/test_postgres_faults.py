@@ -14,10 +14,10 @@ from pathlib import Path
 
 import psycopg
 
-from realtime.tests.cluster import Cluster, Earned, start_nodes
+from realtime.tests.cluster import Cluster, start_nodes
 from tests.reliability.conftest import RELIABILITY_SETTINGS, PostgresServer, migrated
 from tests.reliability.ledger import Outcomes, assert_ledger_holds, database_standings
-from tests.reliability.load import ACTION, Listener, SteadyLoad, scored, spend_and_record
+from tests.reliability.load import Listener, SteadyLoad, earn_many, scored, spend_and_record
 from tests.reliability.report import Report, Row
 
 LOAD_SECONDS = 3.0
@@ -79,16 +79,13 @@ async def test_the_database_restarted_under_load_loses_nothing_and_recovers_by_i
             if frame.event == "leaderboard.update":
                 for row in frame.data["leaderboard"]:
                     assert row["score"] <= final[row["userId"]], frame
-    refused = sum(load.completions_refused.values())
     reliability_report.add(
-        Row(
-            scenario="PostgreSQL restarted under load",
-            injected=f"PostgreSQL down {OUTAGE_SECONDS:.0f} s (fast shutdown) under 4 scoring "
-            "clients",
-            sent=outcomes.sent + refused,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected + refused,
-            lost=len(checked.lost),
+        Row.of(
+            "PostgreSQL restarted under load",
+            f"PostgreSQL down {OUTAGE_SECONDS:.0f} s (fast shutdown) under 4 scoring clients",
+            outcomes,
+            checked,
+            refused=load.refused,
             converged_seconds=recovered,
         )
     )
@@ -99,11 +96,7 @@ def test_a_row_lock_on_a_hot_player_fails_requests_fast_and_then_they_succeed(
 ) -> None:
     cluster = make_cluster()
     player = cluster.register(cluster.a, "hot")
-    earned = []
-    for _ in range(HOT_REQUESTS):
-        status, item = cluster.earn(cluster.a, player, ACTION)
-        assert isinstance(item, Earned), (status, item)
-        earned.append(item)
+    earned = earn_many(cluster, cluster.a, [player], HOT_REQUESTS)
     blocked = Outcomes()
 
     def spend_timed(turn: int, outcomes: Outcomes) -> float:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from realtime.tests.cluster import Cluster, Earned
 from tests.reliability.ledger import Outcomes, assert_ledger_holds
-from tests.reliability.load import earn_or_refusal, spend_and_record
+from tests.reliability.load import earn_many, earn_or_refusal, spend_and_record
 from tests.reliability.report import Report, Row
 
 RACERS = 32
@@ -40,14 +40,11 @@ def test_one_action_token_raced_by_32_clients_is_spent_once(
     assert outcomes.sent == RACERS
     checked = assert_ledger_holds(cluster, outcomes)
     reliability_report.add(
-        Row(
-            scenario="one action token, 32 clients at once",
-            injected="32 simultaneous spends of one token over two nodes",
-            sent=outcomes.sent,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected,
-            lost=len(checked.lost),
-            converged_seconds=None,
+        Row.of(
+            "one action token, 32 clients at once",
+            "32 simultaneous spends of one token over two nodes",
+            outcomes,
+            checked,
         )
     )
 
@@ -57,21 +54,13 @@ def test_a_thousand_concurrent_updates_for_ten_players_leave_exact_totals(
 ) -> None:
     cluster = make_cluster()
     players = [cluster.register(cluster.a, "busy") for _ in range(10)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        earned = list(
-            pool.map(
-                lambda turn: earn_or_refusal(cluster, cluster.a, players[turn % 10])[1],
-                range(1000),
-            )
-        )
-    assert all(isinstance(item, Earned) for item in earned)
+    earned = earn_many(cluster, cluster.a, players, 1000)
     outcomes = Outcomes()
     started = time.monotonic()
 
     def spend(turn: int) -> None:
-        item = earned[turn]
-        assert isinstance(item, Earned)
-        spend_and_record(cluster, (cluster.a, cluster.b)[turn % 2], item, outcomes, allowed=())
+        node = (cluster.a, cluster.b)[turn % 2]
+        spend_and_record(cluster, node, earned[turn], outcomes, allowed=())
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         list(pool.map(spend, range(1000)))
@@ -80,20 +69,16 @@ def test_a_thousand_concurrent_updates_for_ten_players_leave_exact_totals(
     assert outcomes.statuses == Counter({200: 1000})
     increments = Counter[str]()
     for item in earned:
-        assert isinstance(item, Earned)
         increments[item.player.user_id] += item.update["scoreIncrement"]
     status, body = cluster.b.call("GET", "/api/v1/leaderboard/top", token=players[0].access)
     assert status == 200, body
     assert {row["userId"]: row["score"] for row in body["data"]["leaderboard"]} == increments
     checked = assert_ledger_holds(cluster, outcomes)
     reliability_report.add(
-        Row(
-            scenario="1,000 concurrent updates, 10 players",
-            injected=f"32 clients over two nodes ({elapsed:.1f} s)",
-            sent=outcomes.sent,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected,
-            lost=len(checked.lost),
-            converged_seconds=None,
+        Row.of(
+            "1,000 concurrent updates, 10 players",
+            f"32 clients over two nodes ({elapsed:.1f} s)",
+            outcomes,
+            checked,
         )
     )

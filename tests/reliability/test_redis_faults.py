@@ -86,15 +86,13 @@ async def test_redis_stopped_for_ten_seconds_under_load_loses_nothing(
             await listener.hears(cluster, stack, score)
 
     checked = assert_ledger_holds(cluster, outcomes)
-    refused = sum(load.completions_refused.values())
     reliability_report.add(
-        Row(
-            scenario="Redis stopped, restarted empty",
-            injected=f"Redis down {OUTAGE_SECONDS:.0f} s under 4 scoring clients",
-            sent=outcomes.sent + refused,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected + refused,
-            lost=len(checked.lost),
+        Row.of(
+            "Redis stopped, restarted empty",
+            f"Redis down {OUTAGE_SECONDS:.0f} s under 4 scoring clients",
+            outcomes,
+            checked,
+            refused=load.refused,
             converged_seconds=seconds,
         )
     )
@@ -127,13 +125,11 @@ async def test_redis_restarted_with_its_data_orphans_no_live_socket(
 
     checked = assert_ledger_holds(cluster, outcomes)
     reliability_report.add(
-        Row(
-            scenario="Redis restarted with its data, sockets connected",
-            injected="Redis stopped and started again with its data; one socket per node",
-            sent=outcomes.sent,
-            accepted=len(outcomes.accepted),
-            rejected=outcomes.rejected,
-            lost=len(checked.lost),
+        Row.of(
+            "Redis restarted with its data, sockets connected",
+            "Redis stopped and started again with its data; one socket per node",
+            outcomes,
+            checked,
             converged_seconds=heard,
         )
     )
