@@ -21,6 +21,10 @@ _PERIOD_CHANNELS = {
 }
 _COUNTRY_CHANNEL = re.compile(r"leaderboard\.country\.([A-Z]{2})\.top10")
 MAX_CHANNEL_LENGTH = 40
+# What a channel name looks like, for the OpenAPI schema (an unknown country still is no channel).
+CHANNEL_NAME_PATTERN = (
+    "^(" + "|".join([*map(re.escape, _PERIOD_CHANNELS), _COUNTRY_CHANNEL.pattern]) + ")$"
+)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 
@@ -91,3 +92,20 @@ def query_params(request: Any) -> dict[str, str]:
             {name: ["Give this parameter once."] for name in repeated}
         )
     return {name: params[name] for name in params}
+
+
+class PageQuerySerializer(StrictSerializer):
+    """The query of a cursor-paginated list: checked before the paginator reads it, which
+    would otherwise take a malformed `limit` silently as the default."""
+
+    cursor = StrictCharField(max_length=200, required=False, help_text="From `next` or `previous`.")
+    limit = QueryIntegerField(
+        min_value=1, max_value=100, required=False, help_text="Items per page (20)."
+    )
+
+
+class NewestFirstPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100

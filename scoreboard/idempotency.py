@@ -46,7 +46,11 @@ _INVALID_KEY_MESSAGE = f"Must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASC
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name=IDEMPOTENCY_KEY_HEADER,
-    type=str,
+    # HTTP drops a header value's leading and trailing spaces, so the key's ends are not spaces.
+    type={
+        "type": "string",
+        "pattern": rf"^[!-~]([ -~]{{0,{IDEMPOTENCY_KEY_MAX_LENGTH - 2}}}[!-~])?$",
+    },
     location=OpenApiParameter.HEADER,
     required=False,
     description=(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
@@ -51,6 +52,29 @@ RESPONSE_HEADERS: dict[str, Any] = {
     "X-RateLimit-Reset": {"description": "Seconds until that window ends.", "schema": _INTEGER},
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": _INTEGER},
 }
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """A StrictSerializer refuses fields it does not declare; its request schema says so.
+    (drf-spectacular registers an extension when its class is defined: every API module
+    imports this one.)"""
+
+    target_class = "scoreboard.api.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_serializer(
+            self.target, direction, bypass_extensions=True
+        )
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
+
+
+def openapi_pattern(python_pattern: str) -> str:
+    """A validator's regular expression as an OpenAPI `pattern` (ECMA-262): Python's `\\Z`
+    (end of text, no trailing newline allowed) is written `$` there."""
+    return python_pattern.removesuffix(r"\Z") + "$"
 
 
 def success_envelope(data: serializers.BaseSerializer, *, name: str) -> serializers.Serializer:

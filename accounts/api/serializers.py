@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import AVATAR_MAX_LENGTH, EMAIL_MAX_LENGTH, USERNAME_MAX_LENGTH, User
@@ -14,12 +17,25 @@ from scoreboard.api import (
 PASSWORD_MAX_LENGTH = 128
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": AVATAR_MAX_LENGTH,
+        "anyOf": [{"format": "uri"}, {"maxLength": 0}],
+        "description": "An image URL, or empty for none.",
+    }
+)
+class AvatarField(StrictURLField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=AVATAR_MAX_LENGTH, allow_blank=True, **kwargs)
+
+
 class RegisterInputSerializer(StrictSerializer):
     username = StrictCharField(max_length=USERNAME_MAX_LENGTH)
     email = StrictEmailField(max_length=EMAIL_MAX_LENGTH)
     password = StrictCharField(max_length=PASSWORD_MAX_LENGTH, trim_whitespace=False)
     country = StrictCharField(max_length=2, required=False, allow_blank=True)
-    avatar = StrictURLField(max_length=AVATAR_MAX_LENGTH, required=False, allow_blank=True)
+    avatar = AvatarField(required=False)
 
 
 class TokenInputSerializer(StrictSerializer):
@@ -33,11 +49,12 @@ class TokenRefreshInputSerializer(StrictSerializer):
 
 class ProfileUpdateInputSerializer(StrictSerializer):
     country = StrictCharField(max_length=2, required=False, allow_blank=True)
-    avatar = StrictURLField(max_length=AVATAR_MAX_LENGTH, required=False, allow_blank=True)
+    avatar = AvatarField(required=False)
     hideFromLeaderboards = StrictBooleanField(required=False)
 
 
 class UserOutputSerializer(serializers.ModelSerializer[User]):
+    avatar = AvatarField(read_only=True)
     hideFromLeaderboards = serializers.BooleanField(source="hide_from_leaderboards")
     createdAt = serializers.DateTimeField(source="created_at")
     lastActive = serializers.DateTimeField(source="last_active_at")

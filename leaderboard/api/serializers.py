@@ -14,8 +14,14 @@ MAX_OFFSET = 1_000_000
 class BoardQuerySerializer(StrictSerializer):
     """Query strings are text, so numbers are parsed here, strictly (digits only)."""
 
-    period = serializers.ChoiceField(choices=Period.values, default=Period.ALL_TIME)
-    country = serializers.CharField(max_length=2, required=False, default="")
+    period = serializers.ChoiceField(
+        choices=Period.values,
+        default=Period.ALL_TIME,
+        help_text="ALL_TIME (default), DAILY (UTC day), WEEKLY (ISO week), MONTHLY.",
+    )
+    country = serializers.CharField(
+        max_length=2, required=False, help_text="ISO 3166-1 alpha-2: that country only."
+    )
 
     def validate_country(self, value: str) -> str:
         if value and value not in COUNTRY_CODES:
@@ -29,14 +35,16 @@ class TopQuerySerializer(BoardQuerySerializer):
 
 
 class AroundQuerySerializer(BoardQuerySerializer):
-    limit = QueryIntegerField(min_value=1, max_value=50, default=5)
+    limit = QueryIntegerField(
+        min_value=1, max_value=50, default=5, help_text="Entries above and below."
+    )
 
 
 class HistoryQuerySerializer(StrictSerializer):
     period = serializers.ChoiceField(
         choices=[Period.DAILY, Period.WEEKLY, Period.MONTHLY], default=Period.DAILY
     )
-    date = serializers.DateField(input_formats=["%Y-%m-%d"])
+    date = serializers.DateField(input_formats=["%Y-%m-%d"], help_text="A day in the period.")
 
 
 class BoardEntrySerializer(serializers.Serializer):

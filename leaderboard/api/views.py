@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,15 +25,7 @@ from leaderboard.models import LeaderboardSnapshot
 from leaderboard.services import board_row_data
 from scoreboard.api import query_params, success
 from scoreboard.openapi import success_envelope
-from scoring.periods import Period, period_start
-
-PERIOD = OpenApiParameter(
-    "period",
-    str,
-    enum=Period.values,
-    description="ALL_TIME (default), DAILY (UTC day), WEEKLY (ISO week), MONTHLY.",
-)
-COUNTRY = OpenApiParameter("country", str, description="ISO 3166-1 alpha-2: that country only.")
+from scoring.periods import period_start
 
 
 def _board_query(
@@ -43,7 +35,7 @@ def _board_query(
     query = serializer_class(data=query_params(request))
     query.is_valid(raise_exception=True)
     params = dict(query.validated_data)
-    return params, selectors.board_key(period=params["period"], country=params["country"])
+    return params, selectors.board_key(period=params["period"], country=params.get("country", ""))
 
 
 def _page_data(page: selectors.BoardPage, *, key: BoardKey) -> dict[str, Any]:
@@ -67,12 +59,7 @@ def _page_data(page: selectors.BoardPage, *, key: BoardKey) -> dict[str, Any]:
 class TopView(APIView):
     @extend_schema(
         operation_id="leaderboard_top",
-        parameters=[
-            OpenApiParameter("limit", int, description="1 to 100 (10)."),
-            OpenApiParameter("offset", int, description="0 or more (0)."),
-            PERIOD,
-            COUNTRY,
-        ],
+        parameters=[TopQuerySerializer],
         responses={200: success_envelope(BoardPageSerializer(), name="LeaderboardTopResponse")},
     )
     def get(self, request: Request) -> Response:
@@ -86,11 +73,7 @@ class TopView(APIView):
 class AroundMeView(APIView):
     @extend_schema(
         operation_id="leaderboard_around_me",
-        parameters=[
-            OpenApiParameter("limit", int, description="Entries above and below, 1 to 50 (5)."),
-            PERIOD,
-            COUNTRY,
-        ],
+        parameters=[AroundQuerySerializer],
         responses={
             200: success_envelope(BoardPageSerializer(), name="LeaderboardAroundMeResponse")
         },
@@ -106,10 +89,7 @@ class AroundMeView(APIView):
 class HistoryView(APIView):
     @extend_schema(
         operation_id="leaderboard_history",
-        parameters=[
-            OpenApiParameter("period", str, enum=["DAILY", "WEEKLY", "MONTHLY"]),
-            OpenApiParameter("date", str, required=True, description="YYYY-MM-DD in the period."),
-        ],
+        parameters=[HistoryQuerySerializer],
         responses={200: success_envelope(SnapshotSerializer(), name="LeaderboardHistoryResponse")},
     )
     def get(self, request: Request) -> Response:

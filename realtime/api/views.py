@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from realtime import auth
-from realtime.boards import LiveChannel, live_channel
+from realtime.boards import CHANNEL_NAME_PATTERN, LiveChannel, live_channel
 from realtime.broadcast import OUTAGES, outage_code, snapshot_batch
 from realtime.frames import Batch, encode
 from realtime.hub import Mailbox, running_hub
@@ -80,6 +80,7 @@ class LeaderboardStreamView(APIView):
         parameters=[
             OpenApiParameter(
                 "channel",
+                {"type": "string", "pattern": CHANNEL_NAME_PATTERN},
                 required=True,
                 description="A live channel, e.g. `leaderboard.top10` (see docs/realtime.md).",
             ),

@@ -8,14 +8,12 @@ update's state does not allow answers 409 DECISION_CONFLICT.
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,7 +21,8 @@ from rest_framework.views import APIView
 
 from accounts.authentication import request_user
 from scoreboard.api import (
-    QueryIntegerField,
+    NewestFirstPagination,
+    PageQuerySerializer,
     StrictCharField,
     StrictSerializer,
     query_params,
@@ -33,8 +32,8 @@ from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
 from scoring import moderation
 from scoring.anomaly import ReasonCode
+from scoring.api.serializers import ActionTypeField
 from scoring.models import (
-    ACTION_TYPE_PATTERN,
     REVIEW_REASON_MAX_LENGTH,
     REVIEW_STATUSES,
     ModerationAction,
@@ -54,19 +53,16 @@ class IsModerator(BasePermission):
         return moderation.can_moderate(request.user, permission)
 
 
-class ModerationFlagQuerySerializer(StrictSerializer):
+class ModerationFlagQuerySerializer(PageQuerySerializer):
     status = serializers.ChoiceField(
-        choices=[str(status) for status in REVIEW_STATUSES], required=False
+        choices=[str(status) for status in REVIEW_STATUSES],
+        required=False,
+        help_text="Default both.",
     )
-    reason = serializers.ChoiceField(choices=ReasonCode.values, required=False)
-    actionType = serializers.CharField(max_length=50, required=False)
-    cursor = serializers.CharField(max_length=200, required=False)
-    limit = QueryIntegerField(min_value=1, max_value=100, required=False)
-
-    def validate_actionType(self, value: str) -> str:
-        if not re.match(ACTION_TYPE_PATTERN, value):
-            raise serializers.ValidationError("Upper-case letters, digits and underscores.")
-        return value
+    reason = serializers.ChoiceField(
+        choices=ReasonCode.values, required=False, help_text="Only updates with this reason."
+    )
+    actionType = ActionTypeField(required=False, help_text="Only updates of this action type.")
 
 
 class ModerationFlagUserSerializer(serializers.Serializer):
@@ -102,7 +98,7 @@ class ModerationFlagSerializer(serializers.Serializer):
     def get_reasons(self, update: ScoreUpdate) -> list[str]:
         return moderation.reason_codes(update.risk_reasons)
 
-    @extend_schema_field(OpenApiTypes.UUID)
+    @extend_schema_field(serializers.UUIDField(allow_null=True))
     def get_reversalId(self, update: ScoreUpdate) -> str | None:
         reversal = getattr(update, "reversal", None)
         return str(reversal.pk) if reversal is not None else None
@@ -124,29 +120,12 @@ class ModerationDecisionInputSerializer(StrictSerializer):
     reason = StrictCharField(max_length=REVIEW_REASON_MAX_LENGTH, required=False, allow_blank=True)
 
 
-class FlagPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
-
-
 class FlagListView(APIView):
     permission_classes = (IsAuthenticated, IsModerator)
 
     @extend_schema(
         operation_id="moderation_flags_list",
-        parameters=[
-            OpenApiParameter(
-                "status", str, enum=[str(s) for s in REVIEW_STATUSES], description="Default both."
-            ),
-            OpenApiParameter(
-                "reason", str, enum=ReasonCode.values, description="Only updates with this reason."
-            ),
-            OpenApiParameter("actionType", str, description="Only updates of this action type."),
-            OpenApiParameter("cursor", str, description="From `next` or `previous`."),
-            OpenApiParameter("limit", int, description="Items per page, 1 to 100 (20)."),
-        ],
+        parameters=[ModerationFlagQuerySerializer],
         responses={
             200: success_envelope(ModerationFlagPageSerializer(), name="ModerationFlagsResponse")
         },
@@ -161,7 +140,7 @@ class FlagListView(APIView):
             reason=params.get("reason"),
             action_type=params.get("actionType"),
         ).select_related("reversal")
-        paginator = FlagPagination()
+        paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(queue, request, view=self)
         return success(
             {

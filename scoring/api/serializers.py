@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from scoreboard.api import StrictCharField, StrictIntegerField, StrictSerializer
+from scoreboard.openapi import openapi_pattern
 from scoring.models import ACTION_TYPE_PATTERN, MAX_SCORE_INCREMENT, ScoreStatus, ScoreUpdate
 from scoring.selectors import action_active_by_type
 from scoring.services import ActionClaim, ScoreClaim
@@ -24,6 +25,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\Z")
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 
+@extend_schema_field({"type": "string", "format": "uuid"})
 class UUIDTextField(StrictCharField):
     default_error_messages = {"invalid": "A UUID string (8-4-4-4-12 hex digits) is required."}
 
@@ -37,6 +39,9 @@ class UUIDTextField(StrictCharField):
         return text
 
 
+@extend_schema_field(
+    {"type": "string", "format": "date-time", "pattern": openapi_pattern(_TIMESTAMP.pattern)}
+)
 class TimestampTextField(StrictCharField):
     default_error_messages = {
         "invalid": "An ISO 8601 date-time with seconds and a UTC offset is required, "
@@ -57,6 +62,7 @@ class TimestampTextField(StrictCharField):
         return text
 
 
+@extend_schema_field({"type": "string", "pattern": openapi_pattern(_HEX_SHA256.pattern)})
 class SignatureField(StrictCharField):
     default_error_messages = {"invalid": "A hex HMAC-SHA256 (64 hex digits) is required."}
 
@@ -70,6 +76,9 @@ class SignatureField(StrictCharField):
         return text
 
 
+@extend_schema_field(
+    {"type": "string", "maxLength": 50, "pattern": openapi_pattern(ACTION_TYPE_PATTERN)}
+)
 class ActionTypeField(StrictCharField):
     default_error_messages = {"invalid": "Upper-case letters, digits and underscores."}
 

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import request_user
 from scoreboard import metrics, ratelimit
-from scoreboard.api import success
+from scoreboard.api import NewestFirstPagination, PageQuerySerializer, query_params, success
 from scoreboard.client_ip import client_ip
 from scoreboard.idempotency import idempotent
 from scoreboard.openapi import success_envelope
@@ -106,26 +105,17 @@ class ScoreUpdateView(APIView):
         return success(ScoreUpdateOutputSerializer(data).data, message="Score updated successfully")
 
 
-class HistoryPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
-
-
 class ScoreHistoryView(APIView):
     @extend_schema(
         operation_id="users_me_history",
-        parameters=[
-            OpenApiParameter("cursor", str, description="From `next` or `previous`."),
-            OpenApiParameter("limit", int, description="Items per page, 1 to 100 (20)."),
-        ],
+        parameters=[PageQuerySerializer],
         responses={
             200: success_envelope(ScoreHistoryPageSerializer(), name="ScoreHistoryResponse")
         },
     )
     def get(self, request: Request) -> Response:
-        paginator = HistoryPagination()
+        PageQuerySerializer(data=query_params(request)).is_valid(raise_exception=True)
+        paginator = NewestFirstPagination()
         page = paginator.paginate_queryset(
             selectors.score_updates_for_user(user_id=request_user(request).pk), request, view=self
         )

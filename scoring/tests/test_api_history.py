@@ -86,11 +86,20 @@ def test_a_flag_stays_internal_and_a_hold_reads_as_pending_review(
     assert [item["status"] for item in items] == ["PENDING_REVIEW", "COUNTED"]
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "abc"])
-def test_a_bad_limit_falls_back_to_the_default_page(player: Player, limit: str) -> None:
-    response = player.client.get(f"{HISTORY_URL}?limit={limit}")
+@pytest.mark.parametrize("query", ["limit=0", "limit=-1", "limit=abc", "limit=101", "cursor="])
+def test_a_malformed_page_query_is_invalid_input(player: Player, query: str) -> None:
+    response = player.client.get(f"{HISTORY_URL}?{query}")
 
-    assert response.status_code == status.HTTP_200_OK
+    assert response.status_code == status.HTTP_400_BAD_REQUEST
+    assert response.json()["error"]["code"] == "INVALID_INPUT"
+    assert set(response.json()["error"]["details"]) == {query.partition("=")[0]}
+
+
+def test_an_undeclared_query_parameter_is_invalid_input(player: Player) -> None:
+    response = player.client.get(f"{HISTORY_URL}?page=2")
+
+    assert response.status_code == status.HTTP_400_BAD_REQUEST
+    assert response.json()["error"]["details"] == {"page": ["Unknown field."]}
 
 
 def test_a_forged_cursor_is_invalid_input(player: Player) -> None:
