@@ -30,10 +30,11 @@ pytest_plugins = (
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 TEST_PASSWORD = "correct horse battery staple"
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def _missing_service(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
+    if UNDER_CI:
         pytest.fail(f"{message} (CI=true: service-backed tests must run)")
     pytest.skip(message)
 

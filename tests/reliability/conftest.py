@@ -36,6 +36,12 @@ ANOMALY_RULES_OFF = {
     "SCOREBOARD_ANOMALY_HOLD_THRESHOLD": "1000000",
 }
 RELIABILITY_SETTINGS = {**NODE_SETTINGS, **ANOMALY_RULES_OFF}
+# Every repeat of the action within the window is flagged (counted, for review), none held.
+FLAG_EVERY_REPEAT = {
+    "SCOREBOARD_ANOMALY_REPEAT_LIMIT": "1",
+    "SCOREBOARD_ANOMALY_FLAG_THRESHOLD": "30",
+    "SCOREBOARD_ANOMALY_HOLD_THRESHOLD": "1000000",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -10,12 +10,14 @@ import urllib.error
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from conftest import TEST_PASSWORD
 from realtime.tests.cluster import CHANNEL, WAIT_SECONDS, Cluster, Earned, LiveSocket, Node, Player
 from scoreboard.tests.edge import send
 from scoreboard.tests.metric_samples import parse_scrape, sample
+from scoreboard.tests.served import manage
 from tests.reliability.ledger import Outcomes
 
 ACTION = "ACHIEVEMENT_UNLOCK"  # no minimum duration, no daily cap
@@ -34,6 +36,24 @@ def live_connections(node: Node) -> int:
     return int(
         sample(parse_scrape(body.decode()), "scoreboard_live_connections", transport="websocket")
     )
+
+
+def moderator(cluster: Cluster, stem: str) -> Player:
+    """A new player whom an operator makes a moderator; their token carries the role."""
+    player = cluster.register(cluster.a, stem)
+    manage(
+        cluster.env,
+        "shell",
+        "-c",
+        "from accounts.models import Role, User; from accounts.services import "
+        f"user_role_groups_sync; user = User.objects.get(pk='{player.user_id}'); "
+        "user.role = Role.MODERATOR; user.save(); user_role_groups_sync(user=user)",
+    )
+    status, body = cluster.a.call(
+        "POST", "/api/v1/auth/token", {"username": player.username, "password": TEST_PASSWORD}
+    )
+    assert status == 200, body
+    return replace(player, access=body["data"]["accessToken"])
 
 
 def call_or_no_answer(call: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:

@@ -7,25 +7,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import psycopg
 
-from conftest import TEST_PASSWORD
 from realtime.tests.cluster import Cluster, Earned
-from scoreboard.tests.served import manage
+from tests.reliability.conftest import FLAG_EVERY_REPEAT
 from tests.reliability.ledger import Outcomes, assert_ledger_holds
-from tests.reliability.load import ACTION, earn_many, spend_and_record
+from tests.reliability.load import ACTION, earn_many, moderator, spend_and_record
 from tests.reliability.report import Report, Row
 
 FLAGGED_FIRST = 20  # the first counts plainly, the repeats are flagged
 NEW_UPDATES = 40
-# Every repeat of the action within the window is flagged (counted, for review), none held.
-FLAG_EVERY_REPEAT = {
-    "SCOREBOARD_ANOMALY_REPEAT_LIMIT": "1",
-    "SCOREBOARD_ANOMALY_FLAG_THRESHOLD": "30",
-    "SCOREBOARD_ANOMALY_HOLD_THRESHOLD": "1000000",
-}
 
 
 def test_decisions_raced_against_new_updates_leave_exact_totals(
@@ -33,21 +25,7 @@ def test_decisions_raced_against_new_updates_leave_exact_totals(
 ) -> None:
     cluster = make_cluster(**FLAG_EVERY_REPEAT)
     player = cluster.register(cluster.a, "reviewed")
-    moderator = cluster.register(cluster.a, "moderator")
-    # An operator makes them a moderator; their next token carries the role.
-    manage(
-        cluster.env,
-        "shell",
-        "-c",
-        "from accounts.models import Role, User; from accounts.services import "
-        f"user_role_groups_sync; user = User.objects.get(pk='{moderator.user_id}'); "
-        "user.role = Role.MODERATOR; user.save(); user_role_groups_sync(user=user)",
-    )
-    status, body = cluster.a.call(
-        "POST", "/api/v1/auth/token", {"username": moderator.username, "password": TEST_PASSWORD}
-    )
-    assert status == 200, body
-    moderator = replace(moderator, access=body["data"]["accessToken"])
+    reviewer = moderator(cluster, "moderator")
 
     outcomes = Outcomes()
     for _ in range(FLAGGED_FIRST):
@@ -55,7 +33,7 @@ def test_decisions_raced_against_new_updates_leave_exact_totals(
         assert isinstance(earned, Earned), (status, earned)
         assert spend_and_record(cluster, cluster.a, earned, outcomes, allowed=()) == 200
     status, body = cluster.a.call(
-        "GET", "/api/v1/moderation/flags?status=FLAGGED&limit=100", token=moderator.access
+        "GET", "/api/v1/moderation/flags?status=FLAGGED&limit=100", token=reviewer.access
     )
     assert status == 200, body
     flagged = body["data"]["items"]
@@ -69,7 +47,7 @@ def test_decisions_raced_against_new_updates_leave_exact_totals(
     def decide(update_id: str, verb: str, turn: int) -> None:
         node = (cluster.a, cluster.b)[turn % 2]
         path = f"/api/v1/moderation/flags/{update_id}/{verb}"
-        status, body = node.call("POST", path, {}, token=moderator.access)
+        status, body = node.call("POST", path, {}, token=reviewer.access)
         assert status == 200, body
         decisions[status] += 1
 
